@@ -1,0 +1,104 @@
+// Model: a loaded dense network ready to run forward passes with oneDNN on
+// CPU. Built once by Model::Create (or LoadModel in repository.h) and then
+// immutable: share it as std::shared_ptr<const Model> among in-flight
+// requests. Forward() is thread-safe and may be called from many threads at
+// once; each call runs on the calling thread.
+//
+// Everything expensive happens in Create: weights are reordered once into
+// the layout oneDNN prefers, matmul primitives (bias and activation fused as
+// post-ops) and softmax primitives are built for the pre-warmed batch sizes.
+// Other batch sizes get their primitives built on first use and cached.
+#ifndef NNSERVE_ENGINE_MODEL_H_
+#define NNSERVE_ENGINE_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/model_spec.h"
+
+namespace nnserve::engine {
+
+// How a model executes. Threading model (see README "Threading"): a Forward
+// call runs on the caller's thread with `intra_op_threads` OpenMP threads.
+// The default of 1 avoids OpenMP spin-waits; parallelism comes from running
+// several requests on several threads at once.
+struct EngineOptions {
+  int intra_op_threads = 1;
+  // Batch sizes whose primitives are built at load time.
+  std::vector<int64_t> prewarm_batch_sizes = {1};
+};
+
+struct TensorStats {
+  double mean = 0, std = 0, min = 0, max = 0;  // std is the population std.
+};
+
+struct LayerInfo {
+  std::string name;
+  int64_t input_size = 0;
+  int64_t output_size = 0;
+  Activation activation = Activation::kIdentity;
+  float alpha = 0.0f;
+  bool has_bias = false;
+  int64_t parameters = 0;  // Weights plus biases.
+  TensorStats weight;
+  TensorStats bias;  // Zeros when !has_bias.
+};
+
+// A description of a loaded model, for `nnserve inspect` and ModelInfo.
+struct ModelInfo {
+  std::string name;
+  int64_t version = 0;
+  std::string input_name;
+  int64_t input_size = 0;
+  std::string output_name;
+  int64_t output_size = 0;
+  std::vector<std::string> labels;
+  WeightLayout weight_layout = WeightLayout::kOutIn;
+  std::vector<LayerInfo> layers;
+  int64_t total_parameters = 0;
+  int64_t weight_bytes = 0;  // f32 bytes of all weights and biases.
+  double load_seconds = 0;   // File reading + validation + oneDNN setup.
+};
+
+class Model {
+ public:
+  // Builds the oneDNN execution plan for `spec`. `read_seconds` is the time
+  // the caller spent reading files, added into info().load_seconds.
+  // oneDNN errors are converted to absl::Status here; none escape.
+  static absl::StatusOr<std::shared_ptr<const Model>> Create(
+      ModelSpec spec, int64_t version, const EngineOptions& options,
+      double read_seconds = 0);
+
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+  ~Model();
+
+  const ModelInfo& info() const;
+  int64_t input_size() const { return info().input_size; }
+  int64_t output_size() const { return info().output_size; }
+  size_t num_layers() const { return info().layers.size(); }
+
+  // Runs `rows` rows: input is [rows, input_size] row-major, output
+  // [rows, output_size]. If `layer_seconds` is non-empty it must have
+  // num_layers() entries and receives each layer's wall time (softmax
+  // included in its layer). Returns InvalidArgument on size mismatches and
+  // Internal if oneDNN fails. Thread-safe; no heap allocation in steady
+  // state for batch sizes seen before.
+  absl::Status Forward(std::span<const float> input, int64_t rows,
+                       std::span<float> output,
+                       std::span<double> layer_seconds = {}) const;
+
+ private:
+  class Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nnserve::engine
+
+#endif  // NNSERVE_ENGINE_MODEL_H_
