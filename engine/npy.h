@@ -1,5 +1,6 @@
-// Parser for NumPy .npy files (format versions 1.0, 2.0 and 3.0).
-// Stateless; thread-safe. Works on an in-memory buffer so fuzzers can drive it.
+// Reader and writer for NumPy .npy files (format versions 1.0, 2.0 and 3.0
+// are read; 1.0 is written). Stateless; thread-safe. Works on in-memory
+// buffers so fuzzers can drive the parser.
 //
 // Accepts little-endian '<f4', '<f8' and '<f2' (NumPy has no bf16 dtype;
 // use safetensors for BF16). fortran_order True arrays are transposed into
@@ -8,7 +9,11 @@
 #ifndef NNSERVE_ENGINE_NPY_H_
 #define NNSERVE_ENGINE_NPY_H_
 
+#include <cstdint>
+#include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/tensor.h"
@@ -19,6 +24,13 @@ namespace nnserve::engine {
 // Errors are InvalidArgument and say what was found and what was expected.
 absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
                                 std::string_view source);
+
+// Serializes a C-order f32 array as a version-1.0 '<f4' .npy file, with the
+// header padded so the data starts at a multiple of 64 bytes (as NumPy does).
+// Precondition: values.size() equals the product of `shape` (1 for shape {});
+// the caller owns that invariant (e.g. a Forward() result and its shape).
+std::string SerializeNpy(const std::vector<int64_t>& shape,
+                         std::span<const float> values);
 
 }  // namespace nnserve::engine
 
