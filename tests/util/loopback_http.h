@@ -1,0 +1,38 @@
+// A minimal blocking HTTP/1.0 GET client for 127.0.0.1, used by integration
+// tests to scrape the server's Prometheus /metrics endpoint without curl.
+// Also: picking a free loopback TCP port. Stateless; thread-safe (each call
+// uses its own socket).
+#ifndef NNSERVE_TESTS_UTIL_LOOPBACK_HTTP_H_
+#define NNSERVE_TESTS_UTIL_LOOPBACK_HTTP_H_
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace nnserve::testing {
+
+struct HttpResponse {
+  int status_code = 0;  // e.g. 200
+  // Header names lower-cased; the last occurrence wins.
+  std::map<std::string, std::string> headers;
+  std::string body;  // De-chunked when Transfer-Encoding is chunked.
+};
+
+// GET http://127.0.0.1:<port><path> (path starts with '/'). Errors name the
+// URL and what went wrong (connect refused, timeout, malformed response).
+absl::StatusOr<HttpResponse> HttpGet(
+    int port, absl::string_view path,
+    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
+// released). Another process may take it before you do; prefer port 0 +
+// --port-file where the server supports it.
+absl::StatusOr<int> PickFreeLoopbackPort();
+
+}  // namespace nnserve::testing
+
+#endif  // NNSERVE_TESTS_UTIL_LOOPBACK_HTTP_H_
