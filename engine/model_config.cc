@@ -1,6 +1,7 @@
 // Parsing of config.pbtxt (protobuf text format) into nnserve.v1.ModelConfig.
 #include "engine/model_config.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -17,12 +18,17 @@ namespace {
 // Collects every parser error as "line:column: message" (1-based).
 class CollectingErrorCollector : public google::protobuf::io::ErrorCollector {
  public:
+  explicit CollectingErrorCollector(std::string_view text) : text_(text) {}
+
   void AddError(int line, google::protobuf::io::ColumnNumber column,
                 const std::string& message) override {
-    errors_.push_back(absl::StrCat(line + 1, ":", column + 1, ": ", message));
+    std::string hint;
     if (message.find("enumeration value") != std::string::npos) {
-      errors_.back() += EnumHint(message);
+      hint = EnumHint(message);
+      LocateEnumValue(message, &line, &column);
     }
+    errors_.push_back(
+        absl::StrCat(line + 1, ":", column + 1, ": ", message, hint));
   }
 
   const std::vector<std::string>& errors() const { return errors_; }
@@ -47,6 +53,32 @@ class CollectingErrorCollector : public google::protobuf::io::ErrorCollector {
     return absl::StrCat(" (expected one of ", absl::StrJoin(names, ", "), ")");
   }
 
+  // The parser reports an unknown enum value at the token after it; move
+  // the position back to the value itself (its last occurrence before the
+  // reported position).
+  void LocateEnumValue(const std::string& message, int* line,
+                       int* column) const {
+    const size_t open = message.find('"');
+    const size_t close = message.find('"', open + 1);
+    if (open == std::string::npos || close == std::string::npos) return;
+    const std::string value = message.substr(open + 1, close - open - 1);
+    size_t offset = 0;
+    for (int l = 0; l < *line && offset != std::string_view::npos; ++l) {
+      offset = text_.find('\n', offset);
+      if (offset != std::string_view::npos) ++offset;
+    }
+    if (offset == std::string_view::npos) return;
+    const size_t found =
+        text_.substr(0, std::min(text_.size(), offset + *column)).rfind(value);
+    if (found == std::string_view::npos) return;
+    const size_t line_start = text_.rfind('\n', found);
+    *line = static_cast<int>(
+        std::count(text_.begin(), text_.begin() + found, '\n'));
+    *column = static_cast<int>(
+        line_start == std::string_view::npos ? found : found - line_start - 1);
+  }
+
+  std::string_view text_;
   std::vector<std::string> errors_;
 };
 
@@ -55,7 +87,7 @@ class CollectingErrorCollector : public google::protobuf::io::ErrorCollector {
 absl::StatusOr<v1::ModelConfig> ParseModelConfig(std::string_view text,
                                                  std::string_view source) {
   v1::ModelConfig config;
-  CollectingErrorCollector collector;
+  CollectingErrorCollector collector(text);
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&collector);
   parser.AllowUnknownField(false);
