@@ -7,9 +7,11 @@ generic grpc channel methods, so no grpc Python plugin is needed.
 
 As a program (used by tests/deploy/container_test.sh):
   nnserve_grpc.py check --address 127.0.0.1:PORT --repository models/
-waits for SERVING, then checks ModelInfo and Predict (both tensor
-encodings) for every model of the repository; exits non-zero naming what
-was wrong. Not thread-safe: one Client per thread.
+waits for SERVING, then checks ListModels, ModelInfo and Predict (both
+tensor encodings) for every model of the repository; exits non-zero naming
+what was wrong.
+  nnserve_grpc.py layers --repository models/
+prints "model layer" for every layer of every model. Not thread-safe: one Client per thread.
 """
 
 import argparse
@@ -224,7 +226,14 @@ def main():
     check.add_argument("--repository", default=os.path.join(SOURCE_DIR, "models"))
     check.add_argument("--wait", type=float, default=60.0,
                        help="seconds to wait for SERVING")
+    layers = sub.add_parser("layers", help="print 'model layer' per layer")
+    layers.add_argument("--repository", default=os.path.join(SOURCE_DIR, "models"))
     args = parser.parse_args()
+    if args.command == "layers":
+        for name, config in read_model_configs(args.repository).items():
+            for layer in config.layers:
+                print(name, layer.name)
+        return 0
     try:
         check_repository(args.address, args.repository, args.wait)
     except (AssertionError, TimeoutError, grpc.RpcError, RuntimeError) as e:
