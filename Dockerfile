@@ -90,7 +90,7 @@ EXPOSE 50051 9464
 # nnserve-cli health exits 0 only when the server reports SERVING; it talks
 # to NNSERVE_ADDRESS (the local gRPC port above).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["nnserve-cli", "health"]
+  CMD ["nnserve-cli", "--timeout", "3", "health"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["nnserve"]
 CMD ["serve"]

@@ -177,7 +177,7 @@ run_and_check() {
 }
 
 run_and_check nnserve-ct-default
-run_and_check nnserve-ct-hardened --user 12345 --read-only --cap-drop ALL \
+run_and_check nnserve-ct-hardened --user 12345 --read-only --read-only-tmpfs=false --cap-drop ALL \
   --security-opt no-new-privileges
 
 log "PASSED: image $(( size / 1000000 )) MB, build ${build_s}s, total $(( $(date +%s) - t0 ))s"
