@@ -1,0 +1,199 @@
+#include "client/cli_output.h"
+
+#include <algorithm>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace nnserve::cli {
+namespace {
+
+std::string Stats(const v1::TensorStats& s) {
+  return absl::StrFormat("%.4g/%.4g/%.4g/%.4g", s.mean(), s.std(), s.min(),
+                         s.max());
+}
+
+// Left-aligned columns separated by two spaces.
+std::string Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) {
+      width[i] = std::max(width[i], row[i].size());
+    }
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, row[i]);
+      if (i + 1 < row.size()) line.append(width[i] - row[i].size() + 2, ' ');
+    }
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string PredictText(const v1::PredictResponse& response,
+                        const RowBatch& output, int top_k) {
+  std::string out = absl::StrFormat(
+      "model %s version %d: %d rows x %d outputs\n", response.model(),
+      response.version(), output.rows, output.cols);
+  const bool labelled = response.classes_size() == output.rows;
+  for (int64_t r = 0; r < output.rows; ++r) {
+    const float* row = output.row(r);
+    if (labelled) {
+      const std::string label =
+          r < response.labels_size() ? response.labels(r) : "";
+      std::vector<std::string> top;
+      for (int64_t c : TopK(row, output.cols, top_k)) {
+        top.push_back(absl::StrFormat("%d:%.4f", c, row[c]));
+      }
+      absl::StrAppendFormat(&out, "row %d: label %s (class %d)  top: %s\n", r,
+                            label, response.classes(r),
+                            absl::StrJoin(top, "  "));
+    } else {
+      absl::StrAppendFormat(&out, "row %d: [%s]\n", r,
+                            absl::StrJoin(row, row + output.cols, ", ",
+                                          [](std::string* s, float v) {
+                                            absl::StrAppendFormat(s, "%.6g", v);
+                                          }));
+    }
+  }
+  return out;
+}
+
+nlohmann::json PredictJson(const v1::PredictResponse& response,
+                           const RowBatch& output) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (int64_t r = 0; r < output.rows; ++r) {
+    nlohmann::json row;
+    row["output"] =
+        std::vector<float>(output.row(r), output.row(r) + output.cols);
+    if (r < response.classes_size()) row["class"] = response.classes(r);
+    if (r < response.labels_size()) row["label"] = response.labels(r);
+    rows.push_back(std::move(row));
+  }
+  return {
+      {"model", response.model()},
+      {"version", response.version()},
+      {"encoding",
+       TensorEncoding(response.output()) == Encoding::kRaw ? "raw" : "values"},
+      {"rows", std::move(rows)}};
+}
+
+std::string ModelInfoText(const v1::ModelInfoResponse& info) {
+  std::string out = Table({
+      {"model", info.name()},
+      {"version",
+       absl::StrCat(info.version(), "  (available: ",
+                    absl::StrJoin(info.available_versions(), ", "), ")")},
+      {"input",
+       absl::StrFormat("%s [%d]", info.input_name(), info.input_size())},
+      {"output",
+       absl::StrFormat("%s [%d]", info.output_name(), info.output_size())},
+      {"labels",
+       info.labels().empty() ? "-" : absl::StrJoin(info.labels(), ", ")},
+      {"weight layout", v1::WeightLayout_Name(info.weight_layout())},
+      {"parameters", absl::StrCat(info.total_parameters())},
+      {"weight bytes", absl::StrCat(info.weight_bytes())},
+      {"load time", absl::StrFormat("%.3f s", info.load_duration_seconds())},
+  });
+  std::vector<std::vector<std::string>> layers = {
+      {"layer", "in", "out", "activation", "params", "bias",
+       "weight mean/std/min/max", "bias mean/std/min/max"}};
+  for (const v1::LayerInfo& layer : info.layers()) {
+    std::string activation = v1::Activation_Name(layer.activation());
+    if (layer.activation() == v1::LEAKY_RELU || layer.activation() == v1::ELU) {
+      absl::StrAppendFormat(&activation, "(%g)", layer.alpha());
+    }
+    layers.push_back({layer.name(), absl::StrCat(layer.input_size()),
+                      absl::StrCat(layer.output_size()), activation,
+                      absl::StrCat(layer.parameters()),
+                      layer.has_bias() ? "yes" : "no",
+                      Stats(layer.weight_stats()),
+                      layer.has_bias() ? Stats(layer.bias_stats()) : "-"});
+  }
+  return absl::StrCat(out, "\n", Table(layers));
+}
+
+std::string ModelListText(const v1::ListModelsResponse& list) {
+  std::vector<std::vector<std::string>> rows = {
+      {"model", "version", "state", "error"}};
+  for (const v1::ModelStatus& model : list.models()) {
+    if (model.versions().empty()) rows.push_back({model.name(), "-", "-", ""});
+    for (const v1::ModelVersionStatus& version : model.versions()) {
+      rows.push_back({model.name(), absl::StrCat(version.version()),
+                      v1::ModelVersionStatus::State_Name(version.state()),
+                      version.error()});
+    }
+  }
+  return Table(rows);
+}
+
+nlohmann::json ProtoJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string text;
+  const auto status =
+      google::protobuf::util::MessageToJsonString(message, &text, options);
+  if (!status.ok()) {
+    return {{"error", std::string(status.message())}};
+  }
+  return nlohmann::json::parse(text);
+}
+
+nlohmann::json HealthJson(std::string_view service, ServingStatus status) {
+  return {{"service", std::string(service)},
+          {"status", std::string(ServingStatusName(status))}};
+}
+
+std::string LoadReportText(const LoadReport& report, std::string_view model,
+                           std::string_view encoding, double warmup_seconds) {
+  std::vector<std::string> errors;
+  for (const auto& [code, count] : report.errors) {
+    errors.push_back(absl::StrCat(code, "=", count));
+  }
+  return absl::StrFormat(
+      "bench %s: batch %d (%s), concurrency %d, %.1f s (+%.1f s warm-up)\n"
+      "calls       %d ok, %d failed\n"
+      "throughput  %.1f calls/s, %.1f rows/s\n"
+      "latency us  mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n"
+      "errors      %s\n",
+      model, report.batch_rows, encoding, report.concurrency, report.seconds,
+      warmup_seconds, report.calls, report.failed_calls,
+      report.calls_per_second, report.rows_per_second, report.mean_us,
+      report.p50_us, report.p90_us, report.p99_us, report.max_us,
+      errors.empty() ? "none" : absl::StrJoin(errors, ", "));
+}
+
+nlohmann::json LoadReportJson(const LoadReport& report, std::string_view model,
+                              std::string_view encoding,
+                              double warmup_seconds) {
+  return {{"model", std::string(model)},
+          {"encoding", std::string(encoding)},
+          {"batch", report.batch_rows},
+          {"concurrency", report.concurrency},
+          {"duration_seconds", report.seconds},
+          {"warmup_seconds", warmup_seconds},
+          {"calls", report.calls},
+          {"rows", report.rows},
+          {"failed_calls", report.failed_calls},
+          {"calls_per_second", report.calls_per_second},
+          {"rows_per_second", report.rows_per_second},
+          {"latency_us",
+           {{"mean", report.mean_us},
+            {"p50", report.p50_us},
+            {"p90", report.p90_us},
+            {"p99", report.p99_us},
+            {"max", report.max_us}}},
+          {"errors", report.errors}};
+}
+
+}  // namespace nnserve::cli
