@@ -1,0 +1,273 @@
+// Tests for the on-disk model repository (engine/repository.h): layout
+// rules, version selection and that every load failure names the file and
+// the problem and yields no model.
+#include "engine/repository.h"
+
+#include <filesystem>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/model_builder.h"
+#include "tests/util/tensor_files.h"
+
+namespace nnserve::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using ::nnserve::testing::BuildRandomModel;
+using ::nnserve::testing::FileFormat;
+using ::nnserve::testing::LayerDef;
+using ::nnserve::testing::RandomModel;
+using ::nnserve::testing::ScopedTempDir;
+using ::nnserve::testing::WriteFile;
+using ::nnserve::testing::WriteModelDir;
+using ::nnserve::testing::WriteTensorFiles;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+RandomModel Digits() {
+  return BuildRandomModel("digits", 8,
+                          {{6, Activation::kRelu}, {3, Activation::kSoftmax}},
+                          WeightLayout::kOutIn, 1);
+}
+
+// Loads `model_dir` expecting failure; returns the message.
+std::string LoadError(const fs::path& model_dir, int64_t version = 0) {
+  absl::StatusOr<std::shared_ptr<const Model>> model =
+      LoadModel(model_dir, version, EngineOptions{});
+  EXPECT_FALSE(model.ok());
+  return model.ok() ? "" : std::string(model.status().message());
+}
+
+TEST(RepositoryTest, ListsModelsSortedIgnoringFiles) {
+  ScopedTempDir repo;
+  fs::create_directories(repo.path() / "zeta");
+  fs::create_directories(repo.path() / "alpha");
+  WriteFile(repo.path() / "README.md", "not a model");
+  absl::StatusOr<std::vector<std::string>> names = ListModelNames(repo.path());
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_THAT(*names, ElementsAre("alpha", "zeta"));
+}
+
+TEST(RepositoryTest, InvalidModelDirectoryName) {
+  ScopedTempDir repo;
+  fs::create_directories(repo.path() / "bad name");
+  absl::StatusOr<std::vector<std::string>> names = ListModelNames(repo.path());
+  ASSERT_FALSE(names.ok());
+  EXPECT_EQ(names.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(names.status().message(),
+              HasSubstr("'bad name' is not a valid model name"));
+}
+
+TEST(RepositoryTest, MissingRepository) {
+  absl::StatusOr<std::vector<std::string>> names =
+      ListModelNames("/nonexistent/nnserve/repo");
+  ASSERT_FALSE(names.ok());
+  EXPECT_EQ(names.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(names.status().message(), HasSubstr("/nonexistent/nnserve/repo"));
+}
+
+TEST(RepositoryTest, ListsVersionsAscendingIgnoringOthers) {
+  ScopedTempDir repo;
+  const fs::path dir = repo.path() / "m";
+  for (const char* sub : {"10", "2", "1", "0", "01", "x", "-3"}) {
+    fs::create_directories(dir / sub);
+  }
+  WriteFile(dir / "7", "a file, not a version");
+  absl::StatusOr<std::vector<int64_t>> versions = ListVersions(dir);
+  ASSERT_TRUE(versions.ok()) << versions.status();
+  EXPECT_THAT(*versions, ElementsAre(1, 2, 10));
+}
+
+TEST(RepositoryTest, NoVersions) {
+  ScopedTempDir repo;
+  const RandomModel m = Digits();
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  fs::remove_all(dir / "1");
+  absl::StatusOr<std::vector<int64_t>> versions = ListVersions(dir);
+  ASSERT_FALSE(versions.ok());
+  EXPECT_EQ(versions.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(versions.status().message(), HasSubstr("no version directories"));
+  EXPECT_THAT(LoadError(dir), HasSubstr("no version directories"));
+}
+
+TEST(RepositoryTest, LoadsHighestVersionByDefault) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 12, FileFormat::kNpy, DType::kF32);
+  absl::StatusOr<std::shared_ptr<const Model>> model =
+      LoadModel(dir, 0, EngineOptions{});
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->info().version, 12);
+  EXPECT_EQ((*model)->info().name, "digits");
+  EXPECT_GT((*model)->info().load_seconds, 0);
+
+  model = LoadModel(dir, 1, EngineOptions{});
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->info().version, 1);
+
+  EXPECT_THAT(LoadError(dir, 5),
+              HasSubstr("version 5 not found, available: 1, 12"));
+}
+
+TEST(RepositoryTest, ConfigNameMustMatchDirectory) {
+  ScopedTempDir repo;
+  const RandomModel m = Digits();
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  fs::rename(dir, repo.path() / "other");
+  const std::string message = LoadError(repo.path() / "other");
+  EXPECT_THAT(message, HasSubstr("other/config.pbtxt"));
+  EXPECT_THAT(message, HasSubstr("name is 'digits', expected 'other'"));
+  // A trailing slash on the directory still names it.
+  absl::StatusOr<v1::ModelConfig> config =
+      ReadModelConfig(repo.path() / "other" / "");
+  EXPECT_THAT(config.status().message(), HasSubstr("expected 'other'"));
+}
+
+TEST(RepositoryTest, MissingConfig) {
+  ScopedTempDir repo;
+  fs::create_directories(repo.path() / "m" / "1");
+  EXPECT_THAT(LoadError(repo.path() / "m"),
+              HasSubstr("m/config.pbtxt: not found"));
+}
+
+TEST(RepositoryTest, UnknownActivationInConfigFile) {
+  ScopedTempDir repo;
+  const RandomModel m = Digits();
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  WriteFile(
+      dir / "config.pbtxt",
+      "name: \"digits\"\ninput { name: \"x\" size: 8 }\n"
+      "layers { name: \"l\" units: 3 activation: SWISH weight: \"w\" }\n");
+  const std::string message = LoadError(dir);
+  EXPECT_THAT(message, HasSubstr("digits/config.pbtxt:3:"));
+  EXPECT_THAT(message, HasSubstr("SWISH"));
+  EXPECT_THAT(message, HasSubstr("RELU, LEAKY_RELU"));
+}
+
+TEST(RepositoryTest, UnspecifiedActivationInConfigFile) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  m.config.mutable_layers(0)->clear_activation();
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  const std::string message = LoadError(dir);
+  EXPECT_THAT(message, HasSubstr("digits/config.pbtxt"));
+  EXPECT_THAT(message, HasSubstr("activation is unset"));
+}
+
+TEST(RepositoryTest, PathTraversalTensorName) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  m.config.mutable_layers(0)->set_weight("../x");
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kNpy, DType::kF32);
+  EXPECT_THAT(LoadError(dir),
+              HasSubstr("weight tensor name '../x' is invalid"));
+}
+
+TEST(RepositoryTest, SafetensorsAndNpyTogether) {
+  ScopedTempDir repo;
+  const RandomModel m = Digits();
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  WriteTensorFiles(dir / "1", m.tensors, FileFormat::kNpy, DType::kF32);
+  const std::string message = LoadError(dir);
+  EXPECT_THAT(message,
+              HasSubstr("unexpected file(s) next to model.safetensors"));
+  EXPECT_THAT(message, HasSubstr("fc0.weight.npy"));
+}
+
+TEST(RepositoryTest, MissingNpyFileNamesExpectedPath) {
+  ScopedTempDir repo;
+  const RandomModel m = Digits();
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kNpy, DType::kF32);
+  fs::remove(dir / "1" / "fc1.bias.npy");
+  const std::string message = LoadError(dir);
+  EXPECT_THAT(message, HasSubstr((dir / "1" / "fc1.bias.npy").string() +
+                                 ": not found; expected it for tensor "
+                                 "'fc1.bias'"));
+}
+
+TEST(RepositoryTest, UnknownExtraFile) {
+  ScopedTempDir repo;
+  const RandomModel m = Digits();
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kNpy, DType::kF32);
+  WriteFile(dir / "1" / "notes.txt", "hello");
+  WriteFile(dir / "1" / "stale.npy", "x");
+  const std::string message = LoadError(dir);
+  EXPECT_THAT(message, HasSubstr("unexpected file(s): notes.txt, stale.npy"));
+}
+
+TEST(RepositoryTest, ExtraTensorInSafetensors) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  m.tensors["head.extra"] = m.tensors["fc1.bias"];
+  WriteTensorFiles(dir / "1", m.tensors, FileFormat::kSafetensors, DType::kF32);
+  const std::string message = LoadError(dir);
+  EXPECT_THAT(message, HasSubstr("1/model.safetensors"));
+  EXPECT_THAT(message, HasSubstr("not referenced by the config: 'head.extra'"));
+}
+
+TEST(RepositoryTest, MissingTensorInSafetensors) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  m.tensors.erase("fc0.bias");
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  const std::string message = LoadError(dir);
+  EXPECT_THAT(message, HasSubstr("1/model.safetensors"));
+  EXPECT_THAT(message, HasSubstr("tensor 'fc0.bias' referenced by the config "
+                                 "is missing"));
+}
+
+TEST(RepositoryTest, ShapeMismatchBetweenLayers) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  Tensor& w = m.tensors["fc1.weight"];  // [3, 6] -> [3, 5]
+  w.shape = {3, 5};
+  w.values.resize(15);
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kNpy, DType::kF32);
+  EXPECT_THAT(LoadError(dir),
+              HasSubstr("layer 'fc1' weight 'fc1.weight' has shape [3, 5], "
+                        "expected [3, 6] (OUT_IN: [units, in]; in = 6 from "
+                        "layer 'fc0')"));
+}
+
+TEST(RepositoryTest, NaNWeightFailsTheWholeModel) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  m.tensors["fc0.weight"].values[3] = std::nanf("");
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF16);
+  absl::StatusOr<std::shared_ptr<const Model>> model =
+      LoadModel(dir, 0, EngineOptions{});
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(model.status().message(),
+              HasSubstr("tensor 'fc0.weight' has non-finite value nan at flat "
+                        "index 3"));
+}
+
+TEST(RepositoryTest, CorruptTensorFileIsReportedWithPath) {
+  ScopedTempDir repo;
+  const RandomModel m = Digits();
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  WriteFile(dir / "1" / "model.safetensors", "garbage");
+  EXPECT_THAT(LoadError(dir), HasSubstr("1/model.safetensors"));
+}
+
+}  // namespace
+}  // namespace nnserve::engine
