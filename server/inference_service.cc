@@ -1,0 +1,207 @@
+#include "server/inference_service.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/predictor.h"
+#include "server/status.h"
+#include "server/str_util.h"
+#include "server/tensor_codec.h"
+
+namespace nnserve::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+bool DeadlinePassed(const grpc::CallbackServerContext* context) {
+  return context->deadline() <= std::chrono::system_clock::now();
+}
+
+absl::Status DeadlineError(std::string_view method) {
+  return absl::DeadlineExceededError(absl::StrCat(
+      "the call's deadline passed before ", Sv(method), " could run"));
+}
+
+v1::Activation ToProto(engine::Activation activation) {
+  switch (activation) {
+    case engine::Activation::kIdentity:
+      return v1::IDENTITY;
+    case engine::Activation::kRelu:
+      return v1::RELU;
+    case engine::Activation::kLeakyRelu:
+      return v1::LEAKY_RELU;
+    case engine::Activation::kElu:
+      return v1::ELU;
+    case engine::Activation::kSigmoid:
+      return v1::SIGMOID;
+    case engine::Activation::kTanh:
+      return v1::TANH;
+    case engine::Activation::kGelu:
+      return v1::GELU;
+    case engine::Activation::kSoftmax:
+      return v1::SOFTMAX;
+  }
+  return v1::ACTIVATION_UNSPECIFIED;
+}
+
+void FillStats(const engine::TensorStats& stats, v1::TensorStats* out) {
+  out->set_mean(stats.mean);
+  out->set_std(stats.std);
+  out->set_min(stats.min);
+  out->set_max(stats.max);
+}
+
+// Finishes a unary call: converts the status once, records the request
+// metrics, hands the status to gRPC.
+void Finish(grpc::ServerUnaryReactor* reactor, RequestMetrics* metrics,
+            Method method, Clock::time_point start,
+            const absl::Status& status) {
+  grpc::Status grpc_status = ToGrpcStatus(status);
+  metrics->Record(method, grpc_status.error_code(), SecondsSince(start));
+  reactor->Finish(grpc_status);
+}
+
+}  // namespace
+
+void FillModelInfo(const engine::ModelInfo& info,
+                   const std::vector<int64_t>& available_versions,
+                   v1::ModelInfoResponse* response) {
+  response->set_name(info.name);
+  response->set_version(info.version);
+  for (int64_t v : available_versions) response->add_available_versions(v);
+  response->set_input_name(info.input_name);
+  response->set_input_size(info.input_size);
+  response->set_output_name(info.output_name);
+  response->set_output_size(info.output_size);
+  for (const std::string& label : info.labels) response->add_labels(label);
+  response->set_weight_layout(info.weight_layout == engine::WeightLayout::kInOut
+                                  ? v1::IN_OUT
+                                  : v1::OUT_IN);
+  for (const engine::LayerInfo& layer : info.layers) {
+    v1::LayerInfo* out = response->add_layers();
+    out->set_name(layer.name);
+    out->set_input_size(layer.input_size);
+    out->set_output_size(layer.output_size);
+    out->set_activation(ToProto(layer.activation));
+    out->set_alpha(layer.alpha);
+    out->set_parameters(layer.parameters);
+    out->set_has_bias(layer.has_bias);
+    FillStats(layer.weight, out->mutable_weight_stats());
+    FillStats(layer.bias, out->mutable_bias_stats());
+  }
+  response->set_total_parameters(info.total_parameters);
+  response->set_weight_bytes(info.weight_bytes);
+  response->set_load_duration_seconds(info.load_seconds);
+}
+
+InferenceService::InferenceService(const ModelManager* models,
+                                   InferencePool* pool, ServerMetrics* metrics,
+                                   const ServiceOptions& options)
+    : models_(models), pool_(pool), metrics_(metrics), options_(options) {}
+
+grpc::ServerUnaryReactor* InferenceService::Predict(
+    grpc::CallbackServerContext* context, const v1::PredictRequest* request,
+    v1::PredictResponse* response) {
+  const Clock::time_point start = Clock::now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  RequestMetrics* metrics = models_->RequestMetricsFor(request->model());
+  const auto finish = [&](const absl::Status& status) {
+    Finish(reactor, metrics, Method::kPredict, start, status);
+    return reactor;
+  };
+
+  if (DeadlinePassed(context)) return finish(DeadlineError("Predict"));
+  auto served = models_->Find(request->model(), request->version());
+  if (!served.ok()) return finish(served.status());
+  const engine::ModelInfo& info = (*served)->model->info();
+  InputExpectation expected{
+      .features = info.input_size,
+      .max_batch_rows = options_.max_batch_rows,
+      .description =
+          absl::StrCat("model '", info.name, "' version ", info.version,
+                       " input '", info.input_name, "'")};
+  auto input = DecodeInput(request->input(), expected);
+  if (!input.ok()) return finish(input.status());
+
+  const int64_t rows = input->rows();
+  const int64_t output_bytes = rows * info.output_size * 4;
+  if (output_bytes > options_.max_message_bytes) {
+    return finish(absl::ResourceExhaustedError(absl::StrCat(
+        "the response for ", rows, " rows of ", info.output_size,
+        " outputs would be ", output_bytes,
+        " bytes, over the server's message limit of ",
+        options_.max_message_bytes, " bytes (--max-message-bytes)")));
+  }
+
+  if (rows * info.total_parameters <= options_.inline_work_limit) {
+    return finish(
+        RunPredict(**served, *input, options_.layer_timing, response));
+  }
+
+  const bool queued = pool_->TrySubmit([this, context, reactor, metrics, start,
+                                        response, served = *std::move(served),
+                                        input = *std::move(input)]() mutable {
+    absl::Status status;
+    if (context->IsCancelled()) {
+      status = absl::CancelledError("the call was cancelled while queued");
+    } else if (DeadlinePassed(context)) {
+      status = DeadlineError("Predict");
+    } else {
+      status = RunPredict(*served, input, options_.layer_timing, response);
+    }
+    Finish(reactor, metrics, Method::kPredict, start, status);
+  });
+  if (!queued) {
+    return finish(absl::ResourceExhaustedError(
+        absl::StrCat("the inference queue is full (", pool_->max_queue(),
+                     " requests waiting for ", pool_->threads(),
+                     " workers); retry with backoff")));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelInfo(
+    grpc::CallbackServerContext* context, const v1::ModelInfoRequest* request,
+    v1::ModelInfoResponse* response) {
+  const Clock::time_point start = Clock::now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  RequestMetrics* metrics = models_->RequestMetricsFor(request->model());
+  absl::Status status;
+  if (DeadlinePassed(context)) {
+    status = DeadlineError("ModelInfo");
+  } else if (auto served = models_->Find(request->model(), request->version());
+             !served.ok()) {
+    status = served.status();
+  } else {
+    FillModelInfo((*served)->model->info(),
+                  models_->AvailableVersions(request->model()), response);
+  }
+  Finish(reactor, metrics, Method::kModelInfo, start, status);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::ListModels(
+    grpc::CallbackServerContext* context,
+    const v1::ListModelsRequest* /*request*/,
+    v1::ListModelsResponse* response) {
+  const Clock::time_point start = Clock::now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status;
+  if (DeadlinePassed(context)) {
+    status = DeadlineError("ListModels");
+  } else {
+    *response = models_->ListModels();
+  }
+  Finish(reactor, metrics_->ForAllModels(), Method::kListModels, start, status);
+  return reactor;
+}
+
+}  // namespace nnserve::server

@@ -1,0 +1,165 @@
+// nnserve: the model-serving binary. Subcommands:
+//   serve    run the gRPC server (see server/serve_command.h)
+//   inspect  describe a model directory (server/inspect_command.h)
+//   run      offline forward pass (server/run_command.h)
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "server/inspect_command.h"
+#include "server/logging.h"
+#include "server/run_command.h"
+#include "server/serve_command.h"
+#include "server/signals.h"
+
+namespace {
+
+int ReportError(const absl::Status& status) {
+  std::cerr << "error: " << status.message() << "\n";
+  return EXIT_FAILURE;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using nnserve::server::ServeOptions;
+  CLI::App app{"nnserve: serves dense neural networks over gRPC"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level,
+                 "trace, debug, info, warn, error, critical or off")
+      ->envname("NNSERVE_LOG_LEVEL")
+      ->capture_default_str();
+
+  // serve
+  ServeOptions serve;
+  serve.model_repository = NNSERVE_SOURCE_MODELS_DIR;
+  serve.threads =
+      static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  serve.build_version = NNSERVE_VERSION_STRING;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "Run the gRPC server");
+  serve_cmd
+      ->add_option("--model-repository", serve.model_repository,
+                   "Directory with <model>/config.pbtxt and versions")
+      ->envname("NNSERVE_MODEL_REPOSITORY")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--grpc-address", serve.grpc_address,
+                   "gRPC listen address host:port (port 0 = any)")
+      ->envname("NNSERVE_GRPC_ADDRESS")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--metrics-address", serve.metrics_address,
+                   "Prometheus /metrics listen address host:port")
+      ->envname("NNSERVE_METRICS_ADDRESS")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--threads", serve.threads,
+                   "Inference worker threads (default: hardware cores)")
+      ->envname("NNSERVE_THREADS")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--intra-op-threads", serve.intra_op_threads,
+                   "OpenMP threads per forward pass")
+      ->envname("NNSERVE_INTRA_OP_THREADS")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-batch-rows", serve.max_batch_rows,
+                   "Largest batch accepted per request")
+      ->envname("NNSERVE_MAX_BATCH_ROWS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-message-bytes", serve.max_message_bytes,
+                   "Largest gRPC message received or sent")
+      ->envname("NNSERVE_MAX_MESSAGE_BYTES")
+      ->check(CLI::Range(int64_t{1024}, int64_t{2147483647}))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-queued-requests", serve.max_queued_requests,
+                   "Requests waiting for an inference worker before "
+                   "RESOURCE_EXHAUSTED")
+      ->envname("NNSERVE_MAX_QUEUED_REQUESTS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--inline-work-limit", serve.inline_work_limit,
+                   "Forwards with rows x parameters up to this run on "
+                   "the gRPC thread; larger ones on the workers")
+      ->envname("NNSERVE_INLINE_WORK_LIMIT")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--shutdown-timeout", serve.shutdown_timeout_seconds,
+                   "Seconds in-flight calls get to finish on SIGTERM")
+      ->envname("NNSERVE_SHUTDOWN_TIMEOUT")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  serve_cmd
+      ->add_flag("--allow-load-failures", serve.allow_load_failures,
+                 "Serve the models that load; list failed versions")
+      ->envname("NNSERVE_ALLOW_LOAD_FAILURES");
+  serve_cmd
+      ->add_option("--layer-timing", serve.layer_timing,
+                   "Export per-layer latency (true/false)")
+      ->envname("NNSERVE_LAYER_TIMING")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--port-file", serve.port_file,
+                   "Write \"grpc_port metrics_port\\n\" here once serving")
+      ->envname("NNSERVE_PORT_FILE");
+
+  // inspect
+  std::string inspect_dir;
+  int64_t inspect_version = 0;
+  CLI::App* inspect_cmd =
+      app.add_subcommand("inspect", "Describe a model directory");
+  inspect_cmd->add_option("MODEL_DIR", inspect_dir, "Model directory")
+      ->required();
+  inspect_cmd
+      ->add_option("--version", inspect_version, "Model version (0 = newest)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+
+  // run
+  nnserve::server::RunOptions run;
+  std::string run_dir;
+  CLI::App* run_cmd = app.add_subcommand("run", "Offline forward pass");
+  run_cmd->add_option("MODEL_DIR", run_dir, "Model directory")->required();
+  run_cmd->add_option("--version", run.version, "Model version (0 = newest)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  run_cmd
+      ->add_option("--input", run.input,
+                   "Input rows: .npy or CSV file; '-' = CSV on stdin")
+      ->capture_default_str();
+  run_cmd->add_option("--output", run.output,
+                      "Write the outputs as a float32 .npy file");
+  run_cmd
+      ->add_option("--intra-op-threads", run.intra_op_threads,
+                   "OpenMP threads for the forward pass")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (absl::Status s = nnserve::server::InitLogging(log_level); !s.ok()) {
+    return ReportError(s);
+  }
+  if (serve_cmd->parsed()) {
+    // Before any thread exists, so every thread inherits the blocked mask.
+    nnserve::server::BlockTerminationSignals();
+    return nnserve::server::RunServe(serve).ok() ? EXIT_SUCCESS : EXIT_FAILURE;
+  }
+  if (inspect_cmd->parsed()) {
+    absl::Status s =
+        nnserve::server::RunInspect(inspect_dir, inspect_version, std::cout);
+    return s.ok() ? EXIT_SUCCESS : ReportError(s);
+  }
+  run.model_dir = run_dir;
+  absl::Status s = nnserve::server::RunOffline(run, std::cin, std::cout);
+  return s.ok() ? EXIT_SUCCESS : ReportError(s);
+}

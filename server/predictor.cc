@@ -1,0 +1,81 @@
+#include "server/predictor.h"
+
+#include <chrono>
+
+namespace nnserve::server {
+namespace {
+
+// Per-thread scratch reused across calls: raw-encoded outputs and per-layer
+// times.
+struct Scratch {
+  std::vector<float> output;
+  std::vector<double> layer_seconds;
+};
+
+Scratch& ThreadScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+}  // namespace
+
+std::vector<int32_t> ArgmaxPerRow(std::span<const float> values, int64_t rows,
+                                  int64_t cols) {
+  std::vector<int32_t> classes(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = values.data() + r * cols;
+    int32_t best = 0;
+    for (int64_t c = 1; c < cols; ++c) {
+      if (row[c] > row[best]) best = static_cast<int32_t>(c);
+    }
+    classes[static_cast<size_t>(r)] = best;
+  }
+  return classes;
+}
+
+absl::Status RunPredict(const ServedVersion& served, const DecodedInput& input,
+                        bool time_layers, v1::PredictResponse* response) {
+  const engine::Model& model = *served.model;
+  const int64_t rows = input.rows();
+  const int64_t cols = model.output_size();
+  Scratch& scratch = ThreadScratch();
+
+  std::span<float> output;
+  if (input.encoding() == TensorEncoding::kValues) {
+    output = PrepareValuesOutput(rows, cols, response->mutable_output());
+  } else {
+    scratch.output.resize(static_cast<size_t>(rows * cols));
+    output = scratch.output;
+  }
+  std::span<double> layer_seconds;
+  if (time_layers) {
+    scratch.layer_seconds.assign(model.num_layers(), 0.0);
+    layer_seconds = scratch.layer_seconds;
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status status =
+      model.Forward(input.values(), rows, output, layer_seconds);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  if (!status.ok()) return status;
+  served.metrics->RecordInference(seconds, rows, layer_seconds);
+
+  if (input.encoding() == TensorEncoding::kRaw) {
+    EncodeOutput(output, rows, cols, TensorEncoding::kRaw,
+                 response->mutable_output());
+  }
+  response->set_model(served.name);
+  response->set_version(served.version);
+  const std::vector<std::string>& labels = model.info().labels;
+  if (!labels.empty()) {
+    for (int32_t c : ArgmaxPerRow(output, rows, cols)) {
+      response->add_classes(c);
+      response->add_labels(labels[static_cast<size_t>(c)]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace nnserve::server

@@ -1,0 +1,39 @@
+// The work of one Predict call once the request is decoded: run the forward
+// pass of a served model version, fill the response (output tensor in the
+// request's encoding, argmax labels and classes for models with labels) and
+// record the inference metrics (latency, per-layer latency, rows).
+//
+// ArgmaxPerRow is shared with the offline `nnserve run` command.
+//
+// Stateless functions; thread-safe (a per-thread scratch buffer is reused
+// across calls, so steady-state calls do not allocate beyond the response).
+#ifndef NNSERVE_SERVER_PREDICTOR_H_
+#define NNSERVE_SERVER_PREDICTOR_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/model.h"
+#include "nnserve/v1/inference.pb.h"
+#include "server/model_manager.h"
+#include "server/tensor_codec.h"
+
+namespace nnserve::server {
+
+// Runs `input` through `served` and fills `response` (model, version,
+// output, labels/classes). When `time_layers` is set, per-layer wall times
+// are measured and recorded in nnserve_layer_duration_seconds.
+absl::Status RunPredict(const ServedVersion& served, const DecodedInput& input,
+                        bool time_layers, v1::PredictResponse* response);
+
+// Index of the largest value in each of the `rows` rows of `values`
+// ([rows, cols], row-major); ties go to the lowest index.
+std::vector<int32_t> ArgmaxPerRow(std::span<const float> values, int64_t rows,
+                                  int64_t cols);
+
+}  // namespace nnserve::server
+
+#endif  // NNSERVE_SERVER_PREDICTOR_H_

@@ -1,0 +1,180 @@
+#include "server/serve_command.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "prometheus/exposer.h"
+#include "server/inference_pool.h"
+#include "server/inference_service.h"
+#include "server/logging.h"
+#include "server/metrics.h"
+#include "server/model_manager.h"
+#include "server/process_metrics.h"
+#include "server/signals.h"
+#include "spdlog/spdlog.h"
+
+namespace nnserve::server {
+namespace {
+
+constexpr char kServiceName[] = "nnserve.v1.Inference";
+
+absl::Status WritePortFile(const std::string& path, int grpc_port,
+                           int metrics_port) {
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream file(temp, std::ios::trunc);
+    file << grpc_port << " " << metrics_port << "\n";
+    if (!file) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot write port file '", temp, "'"));
+    }
+  }
+  std::error_code error;
+  std::filesystem::rename(temp, path, error);
+  if (error) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot rename '", temp, "' to '", path, "': ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Fail(absl::Status status) {
+  spdlog::error("event=startup_failed error={}", LogQuote(status.message()));
+  return status;
+}
+
+void LogSettings(const ServeOptions& o) {
+  spdlog::info(
+      "event=starting version={} model_repository={} grpc_address={} "
+      "metrics_address={} threads={} intra_op_threads={} max_batch_rows={} "
+      "max_message_bytes={} max_queued_requests={} inline_work_limit={} "
+      "shutdown_timeout_seconds={} allow_load_failures={} layer_timing={} "
+      "port_file={}",
+      o.build_version, LogQuote(o.model_repository), o.grpc_address,
+      o.metrics_address, o.threads, o.intra_op_threads, o.max_batch_rows,
+      o.max_message_bytes, o.max_queued_requests, o.inline_work_limit,
+      o.shutdown_timeout_seconds, o.allow_load_failures, o.layer_timing,
+      LogQuote(o.port_file));
+}
+
+}  // namespace
+
+absl::Status RunServe(const ServeOptions& options) {
+  SignalWaiter signals;
+  LogSettings(options);
+
+  // Metrics first, so load progress (nnserve_model_loaded) is observable.
+  ServerMetrics metrics(options.build_version);
+  auto process = std::make_shared<ProcessCollector>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(options.metrics_address);
+  } catch (const std::exception& e) {
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on --metrics-address '",
+                     options.metrics_address, "': ", e.what())));
+  }
+  exposer->RegisterCollectable(metrics.registry());
+  exposer->RegisterCollectable(process);
+  const std::vector<int> metrics_ports = exposer->GetListeningPorts();
+  const int metrics_port = metrics_ports.empty() ? 0 : metrics_ports.front();
+
+  auto models = ModelManager::Create(options.model_repository, &metrics,
+                                     options.allow_load_failures);
+  if (!models.ok()) return Fail(models.status());
+
+  InferencePool pool(
+      InferencePool::Options{.threads = options.threads,
+                             .intra_op_threads = options.intra_op_threads,
+                             .max_queue = static_cast<size_t>(std::max<int64_t>(
+                                 options.max_queued_requests, 1))});
+  InferenceService service(
+      models->get(), &pool, &metrics,
+      ServiceOptions{.max_batch_rows = options.max_batch_rows,
+                     .max_message_bytes = options.max_message_bytes,
+                     .inline_work_limit = options.inline_work_limit,
+                     .layer_timing = options.layer_timing});
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(options.grpc_address,
+                           grpc::InsecureServerCredentials(), &grpc_port);
+  builder.RegisterService(&service);
+  const int message_limit = static_cast<int>(
+      std::clamp<int64_t>(options.max_message_bytes, 1, INT_MAX));
+  builder.SetMaxReceiveMessageSize(message_limit);
+  builder.SetMaxSendMessageSize(message_limit);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || grpc_port == 0) {
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on --grpc-address '",
+                     options.grpc_address, "' (address in use or invalid)")));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus(false);
+  health->SetServingStatus(kServiceName, false);
+  spdlog::info(
+      "event=listening grpc_port={} metrics_port={} health=NOT_SERVING",
+      grpc_port, metrics_port);
+
+  const auto load_start = std::chrono::steady_clock::now();
+  absl::Status loaded = (*models)->LoadAll(
+      engine::EngineOptions{.intra_op_threads = options.intra_op_threads,
+                            .prewarm_batch_sizes = {1}});
+  if (!loaded.ok()) {
+    server->Shutdown(std::chrono::system_clock::now());
+    pool.Shutdown();
+    return Fail(loaded);
+  }
+  const double load_seconds = std::chrono::duration<double>(
+                                  std::chrono::steady_clock::now() - load_start)
+                                  .count();
+
+  if (signals.received() == 0) {
+    health->SetServingStatus("", true);
+    health->SetServingStatus(kServiceName, true);
+    spdlog::info(
+        "event=serving grpc_port={} metrics_port={} "
+        "load_duration_seconds={:.3f}",
+        grpc_port, metrics_port, load_seconds);
+    if (!options.port_file.empty()) {
+      absl::Status written =
+          WritePortFile(options.port_file, grpc_port, metrics_port);
+      if (!written.ok()) {
+        server->Shutdown(std::chrono::system_clock::now());
+        pool.Shutdown();
+        return Fail(written);
+      }
+    }
+    signals.Wait();
+  }
+
+  const auto shutdown_start = std::chrono::steady_clock::now();
+  spdlog::info("event=shutdown_started timeout_seconds={}",
+               options.shutdown_timeout_seconds);
+  health->SetServingStatus(false);
+  (*models)->MarkAllUnloaded();
+  server->Shutdown(
+      std::chrono::system_clock::now() +
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::duration<double>(options.shutdown_timeout_seconds)));
+  server->Wait();
+  pool.Shutdown();
+  spdlog::info("event=shutdown_complete duration_seconds={:.3f}",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                             shutdown_start)
+                   .count());
+  return absl::OkStatus();
+}
+
+}  // namespace nnserve::server
