@@ -1,0 +1,127 @@
+// Tests for nnserve-cli's formatting (client/cli_output.h) and the load
+// report's percentile rule (client/load_generator.h).
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "client/cli_output.h"
+#include "client/load_generator.h"
+
+namespace nnserve {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::PredictResponse LabelledResponse() {
+  v1::PredictResponse response;
+  response.set_model("digits");
+  response.set_version(2);
+  response.add_labels("seven");
+  response.add_classes(7);
+  return response;
+}
+
+TEST(CliOutputTest, PredictTextShowsLabelClassAndTopOutputs) {
+  RowBatch output{1, 10, std::vector<float>(10, 0.0f)};
+  output.values[7] = 0.9f;
+  output.values[3] = 0.08f;
+  const std::string text = cli::PredictText(LabelledResponse(), output, 2);
+  EXPECT_THAT(text, HasSubstr("model digits version 2: 1 rows x 10 outputs"));
+  EXPECT_THAT(text, HasSubstr("row 0: label seven (class 7)  top: 7:0.9000  "
+                              "3:0.0800"));
+}
+
+TEST(CliOutputTest, PredictTextShowsVectorsForUnlabelledModels) {
+  v1::PredictResponse response;
+  response.set_model("regressor");
+  const RowBatch output{2, 2, {1.5f, -2, 0.25f, 3}};
+  const std::string text = cli::PredictText(response, output, 3);
+  EXPECT_THAT(text, HasSubstr("row 0: [1.5, -2]"));
+  EXPECT_THAT(text, HasSubstr("row 1: [0.25, 3]"));
+}
+
+TEST(CliOutputTest, PredictJsonParsesBack) {
+  const RowBatch output{1, 3, {0.1f, 0.2f, 0.7f}};
+  v1::PredictResponse response = LabelledResponse();
+  response.mutable_output()->set_raw("xxxx");  // Marks raw encoding.
+  const nlohmann::json json =
+      nlohmann::json::parse(cli::PredictJson(response, output).dump());
+  EXPECT_EQ(json["model"], "digits");
+  EXPECT_EQ(json["version"], 2);
+  EXPECT_EQ(json["encoding"], "raw");
+  ASSERT_EQ(json["rows"].size(), 1u);
+  EXPECT_EQ(json["rows"][0]["class"], 7);
+  EXPECT_EQ(json["rows"][0]["label"], "seven");
+  EXPECT_FLOAT_EQ(json["rows"][0]["output"][2].get<float>(), 0.7f);
+}
+
+TEST(CliOutputTest, ModelInfoAndListTables) {
+  v1::ModelInfoResponse info;
+  info.set_name("digits");
+  info.set_version(1);
+  info.add_available_versions(1);
+  info.set_input_size(64);
+  info.set_output_size(10);
+  v1::LayerInfo* layer = info.add_layers();
+  layer->set_name("fc1");
+  layer->set_input_size(64);
+  layer->set_output_size(32);
+  layer->set_activation(v1::LEAKY_RELU);
+  layer->set_alpha(0.01f);
+  layer->set_parameters(2080);
+  layer->set_has_bias(true);
+  const std::string text = cli::ModelInfoText(info);
+  EXPECT_THAT(text, HasSubstr("fc1"));
+  EXPECT_THAT(text, HasSubstr("LEAKY_RELU(0.01)"));
+  EXPECT_THAT(text, HasSubstr("2080"));
+
+  v1::ListModelsResponse list;
+  v1::ModelStatus* model = list.add_models();
+  model->set_name("broken");
+  v1::ModelVersionStatus* version = model->add_versions();
+  version->set_version(3);
+  version->set_state(v1::ModelVersionStatus::FAILED);
+  version->set_error("weights missing");
+  EXPECT_THAT(cli::ModelListText(list),
+              HasSubstr("broken  3        FAILED  weights missing"));
+
+  const nlohmann::json json = cli::ProtoJson(info);
+  EXPECT_EQ(json["name"], "digits");
+  EXPECT_EQ(json["layers"][0]["activation"], "LEAKY_RELU");
+}
+
+TEST(CliOutputTest, LoadReportJsonHasThroughputLatencyAndErrors) {
+  LoadReport report;
+  report.concurrency = 8;
+  report.batch_rows = 4;
+  report.seconds = 2;
+  report.calls = 100;
+  report.rows = 400;
+  report.calls_per_second = 50;
+  report.rows_per_second = 200;
+  report.p50_us = 70;
+  report.errors["UNAVAILABLE"] = 2;
+  report.failed_calls = 2;
+  const nlohmann::json json = nlohmann::json::parse(
+      cli::LoadReportJson(report, "digits", "raw", 1).dump());
+  EXPECT_EQ(json["concurrency"], 8);
+  EXPECT_EQ(json["rows_per_second"], 200.0);
+  EXPECT_EQ(json["latency_us"]["p50"], 70.0);
+  EXPECT_EQ(json["errors"]["UNAVAILABLE"], 2);
+  EXPECT_THAT(cli::LoadReportText(report, "digits", "raw", 1),
+              HasSubstr("UNAVAILABLE=2"));
+}
+
+TEST(LoadReportTest, NearestRankQuantile) {
+  const std::vector<int64_t> sorted = {10, 20, 30, 40, 50, 60, 70, 80, 90, 100};
+  EXPECT_EQ(NearestRankQuantile(sorted, 0.5), 50);
+  EXPECT_EQ(NearestRankQuantile(sorted, 0.9), 90);
+  EXPECT_EQ(NearestRankQuantile(sorted, 0.99), 100);
+  EXPECT_EQ(NearestRankQuantile(sorted, 0.0), 10);
+  EXPECT_EQ(NearestRankQuantile({}, 0.5), 0);
+}
+
+}  // namespace
+}  // namespace nnserve
