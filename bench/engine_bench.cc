@@ -1,0 +1,393 @@
+// engine_bench: forward-pass time and GFLOP/s of the nnserve engine beside a
+// raw oneDNN matmul chain of the same shapes, measured in the same run, for
+// digits, mlp-784 and a generated 4096-wide model at several batch sizes
+// and OpenMP thread counts. See bench/README.md.
+//
+// Own flags (everything else goes to Google Benchmark):
+//   --model_repository=DIR  where digits/ and mlp-784/ live
+//   --models=a,b,c          subset of digits,mlp-784,wide-4096
+//   --threads=1,2           EngineOptions::intra_op_threads values
+//   --batches=1,8,...       rows per forward
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "bench/bench_models.h"
+#include "bench/raw_chain.h"
+#include "bench/summary_reporter.h"
+#include "benchmark/benchmark.h"
+#include "engine/model.h"
+
+namespace nnserve::bench {
+namespace {
+
+struct Options {
+  std::filesystem::path repository = NNSERVE_BENCH_DEFAULT_REPOSITORY;
+  std::vector<std::string> models = {"digits", "mlp-784", "wide-4096"};
+  std::vector<int> threads = {1, 2};
+  std::vector<int64_t> batches = {1, 8, 64, 256, 1024};
+};
+
+// Defaults put before the user's arguments (later flags win).
+constexpr const char* kDefaultBenchmarkFlags[] = {
+    "--benchmark_repetitions=3",
+    "--benchmark_enable_random_interleaving=true",
+    "--benchmark_min_time=0.2",
+    "--benchmark_display_aggregates_only=true",
+};
+
+// State shared by all benchmarks. Google Benchmark runs them one at a time
+// on the main thread, so nothing here is synchronized.
+class Workbench {
+ public:
+  explicit Workbench(std::vector<BenchModel> models)
+      : models_(std::move(models)) {}
+
+  const std::vector<BenchModel>& models() const { return models_; }
+
+  // The engine model for (model, threads), built on first use with every
+  // benchmarked batch size pre-warmed, then kept for the whole run.
+  absl::StatusOr<const engine::Model*> EngineModel(
+      const BenchModel& model, int threads,
+      const std::vector<int64_t>& batches) {
+    auto key = std::make_pair(model.name, threads);
+    auto it = engine_models_.find(key);
+    if (it == engine_models_.end()) {
+      engine::EngineOptions options;
+      options.intra_op_threads = threads;
+      options.prewarm_batch_sizes = batches;
+      absl::StatusOr<std::shared_ptr<const engine::Model>> created =
+          model.CreateEngineModel(options);
+      if (!created.ok()) return created.status();
+      it = engine_models_.emplace(key, *std::move(created)).first;
+    }
+    return it->second.get();
+  }
+
+  // The raw chain for (model, threads, rows). Only the most recent chain is
+  // kept (the 4096-wide one holds ~200 MB of reordered weights); the first
+  // time a case is built its output is checked against the engine's.
+  absl::StatusOr<RawChain*> Chain(const BenchModel& model, int threads,
+                                  int64_t rows, const engine::Model& engine) {
+    auto key = std::make_tuple(model.name, threads, rows);
+    if (chain_ == nullptr || chain_key_ != key) {
+      chain_.reset();
+      absl::StatusOr<std::unique_ptr<RawChain>> chain =
+          RawChain::Create(*model.spec, rows, threads);
+      if (!chain.ok()) return chain.status();
+      chain_ = *std::move(chain);
+      chain_key_ = key;
+    }
+    auto verified = verified_.find(key);
+    if (verified == verified_.end()) {
+      verified =
+          verified_.emplace(key, CompareOutputs(model, rows, engine)).first;
+    }
+    if (!verified->second.ok()) return verified->second;
+    return chain_.get();
+  }
+
+  // Fixed-seed inputs in [0, 1) and an output buffer for (model, rows).
+  std::vector<float>& Input(const BenchModel& model, int64_t rows) {
+    std::vector<float>& input = inputs_[{model.name, rows}];
+    if (input.empty()) {
+      input.resize(static_cast<size_t>(rows * model.spec->input_size));
+      uint32_t state = 12345;
+      for (float& x : input) {
+        state = state * 1664525u + 1013904223u;
+        x = static_cast<float>(state >> 8) * 0x1.0p-24f;
+      }
+    }
+    return input;
+  }
+  std::vector<float>& Output(const BenchModel& model, int64_t rows) {
+    std::vector<float>& output = outputs_[{model.name, rows}];
+    output.resize(static_cast<size_t>(rows * model.spec->output_size()));
+    return output;
+  }
+
+ private:
+  // Runs the engine and the current chain on the same input; they must
+  // agree to within float rounding (both are oneDNN underneath).
+  absl::Status CompareOutputs(const BenchModel& model, int64_t rows,
+                              const engine::Model& engine) {
+    const std::vector<float>& input = Input(model, rows);
+    std::vector<float> from_engine(Output(model, rows).size());
+    std::vector<float> from_raw(from_engine.size());
+    if (absl::Status s = engine.Forward(input, rows, from_engine); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = chain_->Run(input, from_raw); !s.ok()) return s;
+    size_t worst = 0;
+    double worst_excess = -1;
+    for (size_t i = 0; i < from_raw.size(); ++i) {
+      const double diff = std::abs(double{from_engine[i]} - from_raw[i]);
+      const double allowed =
+          1e-3 * std::max(1.0, std::abs(double{from_raw[i]}));
+      if (!(diff <= allowed) && diff - allowed > worst_excess) {
+        worst = i;
+        worst_excess = diff - allowed;
+      }
+    }
+    if (worst_excess >= 0) {
+      return absl::InternalError(absl::StrCat(
+          model.name, " at ", rows, " rows: engine output[", worst,
+          "] = ", from_engine[worst], " but the raw oneDNN chain gives ",
+          from_raw[worst], "; expected agreement within 1e-3 (relative)"));
+    }
+    return absl::OkStatus();
+  }
+
+  std::vector<BenchModel> models_;
+  std::map<std::pair<std::string, int>, std::shared_ptr<const engine::Model>>
+      engine_models_;
+  std::unique_ptr<RawChain> chain_;
+  std::tuple<std::string, int, int64_t> chain_key_;
+  std::map<std::tuple<std::string, int, int64_t>, absl::Status> verified_;
+  std::map<std::pair<std::string, int64_t>, std::vector<float>> inputs_;
+  std::map<std::pair<std::string, int64_t>, std::vector<float>> outputs_;
+};
+
+// Median of a non-empty sample, which it reorders.
+double MedianOf(std::vector<double>& values) {
+  const size_t mid = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + mid, values.end());
+  return values[mid];
+}
+
+// One case: the engine and the raw chain run alternately on the same input,
+// one forward each per iteration (which goes first alternates), so both see
+// the same machine conditions. The benchmark's own time is the engine's
+// (manual time). Counters: FLOPS (engine, mean over the run), raw_FLOPS
+// (raw chain, mean), engine_us and raw_us (median forward times) and ratio
+// (median over iterations of raw time / engine time; > 1: engine faster).
+// Medians keep a preempted forward on this shared machine from skewing
+// the comparison.
+void PairedForward(benchmark::State& state, Workbench& bench,
+                   const BenchModel& model, int threads, int64_t rows,
+                   const std::vector<int64_t>& batches) {
+  using Clock = std::chrono::steady_clock;
+  absl::StatusOr<const engine::Model*> engine =
+      bench.EngineModel(model, threads, batches);
+  if (!engine.ok()) {
+    state.SkipWithError(engine.status().ToString().c_str());
+    return;
+  }
+  absl::StatusOr<RawChain*> chain = bench.Chain(model, threads, rows, **engine);
+  if (!chain.ok()) {
+    state.SkipWithError(chain.status().ToString().c_str());
+    return;
+  }
+  const std::vector<float>& input = bench.Input(model, rows);
+  std::vector<float>& output = bench.Output(model, rows);
+  auto run_engine = [&] { return (*engine)->Forward(input, rows, output); };
+  auto run_raw = [&] { return (*chain)->Run(input, output); };
+  // One untimed call each: touches the buffers and wakes the OpenMP team.
+  for (const absl::Status& s : {run_engine(), run_raw()}) {
+    if (!s.ok()) {
+      state.SkipWithError(s.ToString().c_str());
+      return;
+    }
+  }
+  std::vector<double> engine_times, raw_times, ratios;
+  const size_t expected = static_cast<size_t>(
+      std::min<benchmark::IterationCount>(state.max_iterations, 1 << 20));
+  engine_times.reserve(expected);
+  raw_times.reserve(expected);
+  ratios.reserve(expected);
+  bool engine_first = true;
+  for (auto _ : state) {
+    const Clock::time_point t0 = Clock::now();
+    absl::Status first = engine_first ? run_engine() : run_raw();
+    const Clock::time_point t1 = Clock::now();
+    absl::Status second = engine_first ? run_raw() : run_engine();
+    const Clock::time_point t2 = Clock::now();
+    if (!first.ok() || !second.ok()) {
+      state.SkipWithError((first.ok() ? second : first).ToString().c_str());
+      break;
+    }
+    const double a = std::chrono::duration<double>(t1 - t0).count();
+    const double b = std::chrono::duration<double>(t2 - t1).count();
+    const double engine_time = engine_first ? a : b;
+    const double raw_time = engine_first ? b : a;
+    engine_times.push_back(engine_time);
+    raw_times.push_back(raw_time);
+    ratios.push_back(raw_time / engine_time);
+    state.SetIterationTime(engine_time);
+    engine_first = !engine_first;
+  }
+  if (state.error_occurred() || engine_times.empty()) return;
+  const double flops = static_cast<double>(model.FlopsPerRow() * rows);
+  double raw_total = 0;
+  for (double t : raw_times) raw_total += t;
+  // Engine FLOP/s: a rate over the benchmark's (manual = engine) time.
+  state.counters["FLOPS"] =
+      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["raw_FLOPS"] =
+      flops * static_cast<double>(raw_times.size()) / raw_total;
+  state.counters["engine_us"] = MedianOf(engine_times) * 1e6;
+  state.counters["raw_us"] = MedianOf(raw_times) * 1e6;
+  state.counters["ratio"] = MedianOf(ratios);
+}
+
+template <typename T>
+bool ParseList(std::string_view text, std::vector<T>& out) {
+  out.clear();
+  // Debian's Abseil has its own absl::string_view (not std::string_view).
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
+    T value;
+    if (!absl::SimpleAtoi(part, &value) || value < 1) return false;
+    out.push_back(value);
+  }
+  return !out.empty();
+}
+
+// Removes this program's own flags from argv; returns false (after saying
+// why) on a malformed value.
+bool ParseOwnFlags(int& argc, char** argv, Options& options) {
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    auto value_of =
+        [&](std::string_view flag) -> std::optional<std::string_view> {
+      if (arg.substr(0, flag.size()) == flag) return arg.substr(flag.size());
+      return std::nullopt;
+    };
+    if (auto v = value_of("--model_repository=")) {
+      options.repository = std::string(*v);
+    } else if (auto v = value_of("--models=")) {
+      options.models = absl::StrSplit(std::string(*v), ',', absl::SkipEmpty());
+      for (const std::string& name : options.models) {
+        if (name != "digits" && name != "mlp-784" && name != "wide-4096") {
+          std::cerr << "--models: unknown model '" << name
+                    << "'; expected a comma list of digits, mlp-784, "
+                       "wide-4096\n";
+          return false;
+        }
+      }
+    } else if (auto v = value_of("--threads=")) {
+      if (!ParseList(*v, options.threads)) {
+        std::cerr << "--threads: expected a comma list of positive integers, "
+                     "got '"
+                  << *v << "'\n";
+        return false;
+      }
+    } else if (auto v = value_of("--batches=")) {
+      if (!ParseList(*v, options.batches)) {
+        std::cerr << "--batches: expected a comma list of positive integers, "
+                     "got '"
+                  << *v << "'\n";
+        return false;
+      }
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  return true;
+}
+
+absl::StatusOr<BenchModel> LoadNamed(const Options& options,
+                                     const std::string& name) {
+  using engine::Activation;
+  if (name == "digits") {
+    return LoadOrGenerateModel(
+        options.repository, "digits", 64,
+        {{32, Activation::kRelu}, {10, Activation::kSoftmax}}, /*seed=*/64);
+  }
+  if (name == "mlp-784") {
+    return LoadOrGenerateModel(options.repository, "mlp-784", 784,
+                               {{512, Activation::kRelu},
+                                {512, Activation::kRelu},
+                                {10, Activation::kSoftmax}},
+                               /*seed=*/784);
+  }
+  return GenerateModel("wide-4096", 4096,
+                       {{4096, Activation::kRelu},
+                        {4096, Activation::kRelu},
+                        {4096, Activation::kRelu},
+                        {10, Activation::kSoftmax}},
+                       /*seed=*/4096);
+}
+
+int Main(int argc, char** argv) {
+  Options options;
+  if (!ParseOwnFlags(argc, argv, options)) return 2;
+  std::vector<char*> args = {argv[0]};
+  for (const char* flag : kDefaultBenchmarkFlags) {
+    args.push_back(const_cast<char*>(flag));
+  }
+  args.insert(args.end(), argv + 1, argv + argc);
+  int args_count = static_cast<int>(args.size());
+  benchmark::Initialize(&args_count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) {
+    return 2;
+  }
+
+  std::vector<BenchModel> models;
+  for (const std::string& name : options.models) {
+    absl::StatusOr<BenchModel> model = LoadNamed(options, name);
+    if (!model.ok()) {
+      std::cerr << "engine_bench: cannot load " << name << ": "
+                << model.status() << "\n";
+      return 1;
+    }
+    std::cout << absl::StrCat(model->name, ": ", model->ShapeString(), "; ",
+                              model->FlopsPerRow(), " FLOP per row; ",
+                              model->source, "\n");
+    models.push_back(*std::move(model));
+  }
+  std::cout << "OpenMP max threads " << omp_get_max_threads()
+            << "; OMP_WAIT_POLICY="
+            << (std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY")
+                                               : "(unset)")
+            << std::endl;
+
+  Workbench bench(std::move(models));
+  SummaryReporter reporter{Targets{}};
+  for (const BenchModel& model : bench.models()) {
+    for (int threads : options.threads) {
+      for (int64_t rows : options.batches) {
+        const std::string name = absl::StrCat(
+            "forward/", model.name, "/threads:", threads, "/batch:", rows);
+        benchmark::RegisterBenchmark(
+            name.c_str(),
+            [&bench, &model, threads, rows,
+             &batches = options.batches](benchmark::State& state) {
+              PairedForward(state, bench, model, threads, rows, batches);
+            })
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+        reporter.Register(name, CaseKey{model.name, threads, rows},
+                          static_cast<double>(model.FlopsPerRow() * rows));
+      }
+    }
+  }
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return reporter.errors() > 0 ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace nnserve::bench
+
+int main(int argc, char** argv) { return nnserve::bench::Main(argc, argv); }

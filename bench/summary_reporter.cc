@@ -1,0 +1,120 @@
+#include "bench/summary_reporter.h"
+
+#include <algorithm>
+#include <ostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace nnserve::bench {
+namespace {
+
+// Median of a non-empty sample (mean of the middle two for even sizes).
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+double CounterOr(const benchmark::UserCounters& counters,
+                 const std::string& name, double fallback) {
+  auto it = counters.find(name);
+  return it == counters.end() ? fallback : it->second.value;
+}
+
+}  // namespace
+
+SummaryReporter::SummaryReporter(Targets targets)
+    : benchmark::ConsoleReporter(OO_Tabular), targets_(std::move(targets)) {}
+
+void SummaryReporter::Register(const std::string& benchmark_name,
+                               const CaseKey& key, double flops_per_forward) {
+  by_name_[benchmark_name] = key;
+  auto [it, inserted] = cases_.try_emplace(key);
+  it->second.flops_per_forward = flops_per_forward;
+  if (inserted) order_.push_back(key);
+}
+
+void SummaryReporter::ReportRuns(const std::vector<Run>& runs) {
+  benchmark::ConsoleReporter::ReportRuns(runs);
+  // `runs` holds one benchmark's repetitions, plus aggregates when repeated.
+  // With --benchmark_display_aggregates_only only the aggregates reach the
+  // display reporter; then the "median" aggregate stands in for the runs.
+  const bool has_iteration_runs = std::any_of(
+      runs.begin(), runs.end(),
+      [](const Run& run) { return run.run_type == Run::RT_Iteration; });
+  for (const Run& run : runs) {
+    const bool use = has_iteration_runs ? run.run_type == Run::RT_Iteration
+                                        : run.aggregate_name == "median";
+    if (!use) continue;
+    auto key = by_name_.find(run.run_name.function_name);
+    if (key == by_name_.end()) continue;
+    Samples& samples = cases_[key->second];
+    if (run.error_occurred) {
+      samples.error = run.error_message;
+      continue;
+    }
+    const double engine_us = CounterOr(run.counters, "engine_us", -1);
+    const double raw_us = CounterOr(run.counters, "raw_us", -1);
+    if (engine_us <= 0 || raw_us <= 0) continue;
+    samples.engine_us.push_back(engine_us);
+    samples.raw_us.push_back(raw_us);
+    samples.ratio.push_back(CounterOr(run.counters, "ratio", 0));
+    samples.repetitions += has_iteration_runs ? 1 : run.repetitions;
+  }
+}
+
+void SummaryReporter::Finalize() {
+  std::ostream& out = GetOutputStream();
+  out << "\nSummary: engine and raw chain timed alternately, forward by "
+         "forward; times are median forwards (median over repetitions of\n"
+         "each run's median), GFLOP/s = 2*rows*sum(in*out) / median time.\n"
+      << "ratio = engine speed / raw oneDNN chain speed: median of "
+         "per-pair raw_time / engine_time; "
+      << absl::StrFormat(
+             "targets: ratio >= %.2f at batch >= %d, %s batch 1 <= %.0f us.\n",
+             targets_.min_ratio, targets_.ratio_min_batch,
+             targets_.latency_model, targets_.max_batch1_us);
+  out << absl::StrFormat("%-10s %7s %6s %12s %12s %10s %10s %7s %4s  %s\n",
+                         "model", "threads", "batch", "engine_us", "raw_us",
+                         "eng_GFLOPs", "raw_GFLOPs", "ratio", "reps", "note");
+  misses_ = 0;
+  errors_ = 0;
+  for (const CaseKey& key : order_) {
+    const Samples& s = cases_.at(key);
+    if (!s.error.empty()) {
+      ++errors_;
+      out << absl::StrFormat("%-10s %7d %6d ERROR: %s\n", key.model,
+                             key.threads, key.batch, s.error);
+      continue;
+    }
+    if (s.engine_us.empty()) continue;  // Filtered out of this run.
+    const double engine_us = Median(s.engine_us);
+    const double raw_us = Median(s.raw_us);
+    const double ratio = Median(s.ratio);
+    std::string note;
+    if (key.batch >= targets_.ratio_min_batch && ratio < targets_.min_ratio) {
+      note = absl::StrFormat("MISS: engine below %.0f%% of raw",
+                             100 * targets_.min_ratio);
+      ++misses_;
+    }
+    if (key.batch == 1 && key.model == targets_.latency_model &&
+        engine_us > targets_.max_batch1_us) {
+      absl::StrAppend(&note, note.empty() ? "" : "; ",
+                      absl::StrFormat("MISS: batch 1 above %.0f us",
+                                      targets_.max_batch1_us));
+      ++misses_;
+    }
+    out << absl::StrFormat(
+        "%-10s %7d %6d %12.2f %12.2f %10.1f %10.1f %7.3f %4d  %s\n", key.model,
+        key.threads, key.batch, engine_us, raw_us,
+        s.flops_per_forward / engine_us * 1e-3,
+        s.flops_per_forward / raw_us * 1e-3, ratio, s.repetitions, note);
+  }
+  out << absl::StrFormat("%d target miss(es), %d failed case(s).\n", misses_,
+                         errors_);
+  out.flush();
+}
+
+}  // namespace nnserve::bench

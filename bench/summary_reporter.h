@@ -1,0 +1,76 @@
+// SummaryReporter: a Google Benchmark console reporter that also collects
+// engine_bench's paired runs (engine and raw oneDNN chain timed alternately
+// in one benchmark, see engine_bench.cc) and, when the run ends, prints one
+// table: per (model, threads, batch) the median over the repetitions of the
+// engine and raw forward times, their GFLOP/s and the engine/raw speed
+// ratio, flagging cases that miss the targets. Everything in the table comes
+// from this run's measurements.
+//
+// The reporter owns its collected samples. Google Benchmark calls it from
+// the thread running the benchmarks; it is not thread-safe otherwise.
+#ifndef NNSERVE_BENCH_SUMMARY_REPORTER_H_
+#define NNSERVE_BENCH_SUMMARY_REPORTER_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+
+namespace nnserve::bench {
+
+// One measured case.
+struct CaseKey {
+  std::string model;
+  int threads = 1;
+  int64_t batch = 1;
+  auto operator<=>(const CaseKey&) const = default;
+};
+
+struct Targets {
+  // Engine speed / raw speed must be at least this at batch >= min_batch.
+  double min_ratio = 0.90;
+  int64_t ratio_min_batch = 64;
+  // Batch-1 forward limit for `latency_model`.
+  std::string latency_model = "mlp-784";
+  double max_batch1_us = 40.0;
+};
+
+class SummaryReporter : public benchmark::ConsoleReporter {
+ public:
+  explicit SummaryReporter(Targets targets);
+
+  // Declares that the benchmark registered as `benchmark_name` measures
+  // `key`, a forward of `flops_per_forward` FLOP, and reports the counters
+  // engine_us, raw_us (median forward times) and ratio.
+  void Register(const std::string& benchmark_name, const CaseKey& key,
+                double flops_per_forward);
+
+  void ReportRuns(const std::vector<Run>& runs) override;
+  void Finalize() override;
+
+  // Target misses and failed cases; valid after Finalize.
+  int misses() const { return misses_; }
+  int errors() const { return errors_; }
+
+ private:
+  struct Samples {
+    // One entry per repetition (or one median aggregate, see ReportRuns).
+    std::vector<double> engine_us, raw_us, ratio;
+    int64_t repetitions = 0;
+    double flops_per_forward = 0;
+    std::string error;
+  };
+
+  Targets targets_;
+  std::map<std::string, CaseKey> by_name_;
+  std::map<CaseKey, Samples> cases_;
+  std::vector<CaseKey> order_;  // Registration order, for the table.
+  int misses_ = 0;
+  int errors_ = 0;
+};
+
+}  // namespace nnserve::bench
+
+#endif  // NNSERVE_BENCH_SUMMARY_REPORTER_H_
