@@ -149,11 +149,11 @@ class NnserveRunTest(unittest.TestCase):
         for fragment in ("hidden", "output", "RELU", "SOFTMAX", "2410"):
             self.assertIn(fragment, out)
 
-    def write_bad_model(self, weight):
+    def write_bad_model(self, name, weight):
         model = model_repo.ModelDef(
-            name="bad", input_name="x", input_size=3, output_name="y",
+            name=name, input_name="x", input_size=3, output_name="y",
             layers=[model_repo.LayerDef("only", 2, "SOFTMAX", "w", "b")])
-        model_dir = self.tmp / "repo" / "bad"
+        model_dir = self.tmp / "repo" / name
         (model_dir / "1").mkdir(parents=True)
         (model_dir / "config.pbtxt").write_text(model_repo.render_config(model))
         np.save(model_dir / "1" / "w.npy", weight)
@@ -163,13 +163,13 @@ class NnserveRunTest(unittest.TestCase):
     def test_bad_models_are_rejected_with_the_reason(self):
         nan = np.ones((2, 3), np.float32)
         nan[1, 2] = np.nan
-        model_dir = self.write_bad_model(nan)
+        model_dir = self.write_bad_model("nan", nan)
         for command in (["inspect", model_dir],
                         ["run", model_dir, "--input", "-"]):
             code, out, err = run(*command, stdin="1,2,3\n")
             self.assertNotEqual(code, 0, command)
             self.assertIn("'w'", err)
-        model_dir = self.write_bad_model(np.ones((2, 4), np.float32))
+        model_dir = self.write_bad_model("shape", np.ones((2, 4), np.float32))
         code, out, err = run("inspect", model_dir)
         self.assertNotEqual(code, 0)
         self.assertIn("[2, 4]", err)
