@@ -1,9 +1,9 @@
 """Parses config.pbtxt with the real schema, proto/nnserve/v1/model_config.proto.
 
 The Python message class is generated on first use, per process, into a
-temporary directory (generated code is never committed): with the `protoc`
-binary (protobuf-compiler, a build dependency) or else grpc_tools' bundled
-protoc (python3-grpc-tools). Needs python3-protobuf. Used by reference.py and the
+temporary directory (generated code is never committed) by the `protoc`
+binary (protobuf-compiler, already a build dependency). Needs
+python3-protobuf. Used by reference.py and the
 tests to read configs exactly as the C++ server's text-format parser does
 (unknown fields and enum values are errors).
 """
@@ -26,23 +26,14 @@ _module = None
 
 
 def _run_protoc(out_dir: str) -> None:
-    args = [f"-I{PROTO_ROOT}", f"--python_out={out_dir}",
-            os.path.join(PROTO_ROOT, PROTO_FILE)]
+    # Debian's python3-grpc-tools bundles protoc 3.6, which rejects proto3
+    # `optional` (LayerConfig.alpha): only protoc >= 3.15 will do.
     binary = shutil.which("protoc")
-    if binary is not None:
-        subprocess.run([binary] + args, check=True)
-        return
-    try:
-        from grpc_tools import protoc  # type: ignore
-    except ImportError:
-        raise RuntimeError("reading config.pbtxt needs protoc: install "
-                           "protobuf-compiler or python3-grpc-tools") from None
-    # The protoc bundled with Debian's grpc_tools predates proto3 `optional`.
-    code = protoc.main(["protoc", "--experimental_allow_proto3_optional"] +
-                       args)
-    if code != 0:
-        raise RuntimeError(f"grpc_tools protoc exited with {code} for "
-                           f"{PROTO_FILE}")
+    if binary is None:
+        raise RuntimeError("reading config.pbtxt needs the protoc compiler "
+                           "(Debian: protobuf-compiler)")
+    subprocess.run([binary, f"-I{PROTO_ROOT}", f"--python_out={out_dir}",
+                    os.path.join(PROTO_ROOT, PROTO_FILE)], check=True)
 
 
 def model_config_pb2():
