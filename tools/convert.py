@@ -88,9 +88,14 @@ def read_torch(path: str) -> list[tuple[str, np.ndarray]]:
             f"np.savez('weights.npz', **{{k: v.numpy() for k, v in "
             f"model.state_dict().items()}})") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except TypeError:  # PyTorch < 1.13 has no weights_only.
-        obj = torch.load(path, map_location="cpu")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except TypeError:  # PyTorch < 1.13 has no weights_only.
+            obj = torch.load(path, map_location="cpu")
+    except Exception as e:  # torch raises many types for unreadable files.
+        raise ConvertError(f"{path}: torch.load failed ({e}); expected a "
+                           f"saved state dict (torch.save(model.state_dict()"
+                           f", path))") from None
     if hasattr(obj, "state_dict"):
         obj = obj.state_dict()
     if not isinstance(obj, dict):
