@@ -16,7 +16,6 @@ sys.path.insert(0, str(ROOT / "tools"))
 import model_config_proto  # noqa: E402
 import model_repo  # noqa: E402
 import reference  # noqa: E402
-import safetensors_io  # noqa: E402
 
 
 def two_layer(layout="OUT_IN", labels=()):
@@ -185,7 +184,7 @@ class ReferenceTest(unittest.TestCase):
         labels = np.load(ROOT / "models" / "digits" / "sample_labels.npy")
         self.assertEqual((y.dtype, y.shape), (np.float32, (8, 10)))
         np.testing.assert_array_equal(y.argmax(axis=1), labels)
-        self.assertIn(f"row 7: ", proc.stdout)
+        self.assertIn("row 7: ", proc.stdout)
         self.assertIn(f"-> {labels[7]}", proc.stdout)
 
 
