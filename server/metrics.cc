@@ -41,8 +41,15 @@ void ModelVersionMetrics::SetLoaded(bool loaded) {
 void RequestMetrics::Record(Method method, grpc::StatusCode code,
                             double seconds) {
   const int m = static_cast<int>(method);
-  duration_[m]->Observe(seconds);
-  if (code == grpc::StatusCode::OK) {
+  if (duration_[m] != nullptr) {
+    duration_[m]->Observe(seconds);
+  } else {
+    duration_family_
+        ->Add({{"model", model_}, {"method", std::string(MethodName(method))}},
+              LatencyBuckets())
+        .Observe(seconds);
+  }
+  if (code == grpc::StatusCode::OK && ok_[m] != nullptr) {
     ok_[m]->Increment();
     return;
   }
@@ -89,18 +96,25 @@ ServerMetrics::ServerMetrics(std::string_view build_version)
                       .Register(*registry_)) {
   build_info_.Add({{"version", std::string(build_version)}}).Set(1);
   unknown_ = ForModel(kUnknownModelLabel);
-  all_ = ForModel(kAllModelsLabel);
+  all_ = CreateRequestMetrics(kAllModelsLabel, {Method::kListModels});
 }
 
 RequestMetrics* ServerMetrics::ForModel(std::string_view model) {
+  return CreateRequestMetrics(model, {Method::kPredict, Method::kModelInfo});
+}
+
+RequestMetrics* ServerMetrics::CreateRequestMetrics(
+    std::string_view model, std::initializer_list<Method> methods) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = request_metrics_.find(model);
   if (it != request_metrics_.end()) return it->second.get();
   auto metrics = std::unique_ptr<RequestMetrics>(new RequestMetrics());
   metrics->model_ = std::string(model);
   metrics->requests_family_ = &requests_;
-  for (int m = 0; m < kNumMethods; ++m) {
-    const std::string method(MethodName(static_cast<Method>(m)));
+  metrics->duration_family_ = &request_duration_;
+  for (Method method_id : methods) {
+    const int m = static_cast<int>(method_id);
+    const std::string method(MethodName(method_id));
     metrics->duration_[m] = &request_duration_.Add(
         {{"model", metrics->model_}, {"method", method}}, LatencyBuckets());
     metrics->ok_[m] = &requests_.Add(

@@ -23,6 +23,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -69,7 +70,9 @@ class ModelVersionMetrics {
   std::vector<prometheus::Histogram*> layers_;
 };
 
-// Per model label: request latency and outcome by method.
+// Per model label: request latency and outcome by method. The methods the
+// label is used with are pre-resolved (Predict and ModelInfo for models,
+// ListModels for "_all"); others take a slower label lookup.
 class RequestMetrics {
  public:
   void Record(Method method, grpc::StatusCode code, double seconds);
@@ -80,6 +83,8 @@ class RequestMetrics {
 
   std::string model_;
   prometheus::Family<prometheus::Counter>* requests_family_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* duration_family_ = nullptr;
+  // Pre-resolved series; nullptr for methods not pre-resolved.
   std::array<prometheus::Histogram*, kNumMethods> duration_{};
   std::array<prometheus::Counter*, kNumMethods> ok_{};  // code="OK"
 };
@@ -94,7 +99,8 @@ class ServerMetrics {
   // The registry to expose (and to collect in tests).
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
-  // Handle for a model name from the repository; created on first call.
+  // Handle for a model name from the repository (Predict and ModelInfo
+  // pre-resolved); created on first call.
   RequestMetrics* ForModel(std::string_view model);
   // Handle for requests naming no known model (model="_unknown").
   RequestMetrics* ForUnknownModel() { return unknown_; }
@@ -108,6 +114,9 @@ class ServerMetrics {
       const std::vector<std::string>& layer_names);
 
  private:
+  RequestMetrics* CreateRequestMetrics(std::string_view model,
+                                       std::initializer_list<Method> methods);
+
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Histogram>& layer_duration_;
   prometheus::Family<prometheus::Histogram>& inference_duration_;
