@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# compare_transport.sh: nnserve against the transport floor. Starts
+# transport_baseline_server (same Inference API, no computation) and
+# `nnserve serve` on loopback ports chosen by the OS, then runs
+# `nnserve-cli bench` against each back to back for every concurrency level
+# and prints a table of p50 latency and throughput ratios (nnserve/baseline).
+#
+# usage: compare_transport.sh NNSERVE NNSERVE_CLI TRANSPORT_BASELINE [MODELS_DIR]
+#   (cmake --build <dir> --target compare_transport passes these)
+# environment: MODEL (digits), BATCH (1), CONCURRENCY ("1 8 32"),
+#   DURATION seconds per run (3), WARMUP seconds (1), ROUNDS (3; the
+#   median of each metric over the rounds is reported), RAW (0; 1 = raw
+#   tensor encoding), NNSERVE_ARGS (extra `nnserve serve` flags).
+# Targets: p50 at concurrency 1 <= 1.15x baseline; throughput at
+# concurrency >= 8 >= 0.85x baseline. Exits 1 when a call failed or a
+# server did not start; target misses are reported, not fatal.
+set -euo pipefail
+
+if [ $# -lt 3 ]; then
+  sed -n '2,17p' "$0" >&2
+  exit 2
+fi
+NNSERVE=$1
+CLI=$2
+BASELINE=$3
+MODELS=${4:-$(cd "$(dirname "$0")/.." && pwd)/models}
+MODEL=${MODEL:-digits}
+BATCH=${BATCH:-1}
+CONCURRENCY=${CONCURRENCY:-"1 8 32"}
+DURATION=${DURATION:-3}
+WARMUP=${WARMUP:-1}
+ROUNDS=${ROUNDS:-3}
+RAW=${RAW:-0}
+PY=/usr/bin/python3
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/compare-transport.XXXXXX")
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# wait_for_port FILE PID NAME: echoes the first number in FILE once written.
+wait_for_port() {
+  local file=$1 pid=$2 name=$3
+  for _ in $(seq 600); do
+    if [ -s "$file" ]; then
+      awk '{print $1; exit}' "$file"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "error: $name exited before serving; its log:" >&2
+      cat "$TMP/$name.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "error: $name did not start within 60 s" >&2
+  return 1
+}
+
+# nnserve first: the baseline mirrors the model's input/output sizes.
+# shellcheck disable=SC2086
+"$NNSERVE" serve --model-repository "$MODELS" \
+  --grpc-address 127.0.0.1:0 --metrics-address 127.0.0.1:0 \
+  --port-file "$TMP/nnserve.port" ${NNSERVE_ARGS:-} >"$TMP/nnserve.log" 2>&1 &
+PIDS+=($!)
+NNSERVE_PORT=$(wait_for_port "$TMP/nnserve.port" "${PIDS[-1]}" nnserve)
+NNSERVE_ADDR=127.0.0.1:$NNSERVE_PORT
+
+"$CLI" --address "$NNSERVE_ADDR" --json info --model "$MODEL" >"$TMP/info.json"
+read -r INPUT_SIZE OUTPUT_SIZE HAS_LABELS < <("$PY" -c '
+import json, sys
+info = json.load(open(sys.argv[1]))
+print(int(info["input_size"]), int(info["output_size"]), 1 if info["labels"] else 0)
+' "$TMP/info.json")
+LABEL_FLAG=()
+[ "$HAS_LABELS" = 1 ] || LABEL_FLAG=(--no-labels)
+
+"$BASELINE" --address 127.0.0.1:0 --port-file "$TMP/baseline.port" \
+  --model "$MODEL" --input-size "$INPUT_SIZE" --output-size "$OUTPUT_SIZE" \
+  "${LABEL_FLAG[@]}" >"$TMP/baseline.log" 2>&1 &
+PIDS+=($!)
+BASELINE_PORT=$(wait_for_port "$TMP/baseline.port" "${PIDS[-1]}" baseline)
+BASELINE_ADDR=127.0.0.1:$BASELINE_PORT
+
+ENCODING_FLAG=()
+[ "$RAW" = 1 ] && ENCODING_FLAG=(--raw)
+echo "model $MODEL [$INPUT_SIZE -> $OUTPUT_SIZE], batch $BATCH," \
+  "$([ "$RAW" = 1 ] && echo raw || echo values) encoding, ${DURATION} s per" \
+  "run (+${WARMUP} s warm-up), $ROUNDS rounds; nnserve $NNSERVE_ADDR," \
+  "baseline $BASELINE_ADDR"
+
+for round in $(seq "$ROUNDS"); do
+  for c in $CONCURRENCY; do
+    for target in baseline nnserve; do
+      addr=$BASELINE_ADDR
+      [ "$target" = nnserve ] && addr=$NNSERVE_ADDR
+      "$CLI" --address "$addr" --json bench --model "$MODEL" \
+        --concurrency "$c" --duration "$DURATION" --warmup "$WARMUP" \
+        --batch "$BATCH" "${ENCODING_FLAG[@]}" \
+        >"$TMP/$target.c$c.r$round.json"
+      echo "  round $round c=$c $target: $("$PY" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("%.0f calls/s, p50 %.1f us, %d failed"
+      % (r["calls_per_second"], r["latency_us"]["p50"], r["failed_calls"]))
+' "$TMP/$target.c$c.r$round.json")"
+    done
+  done
+done
+
+# shellcheck disable=SC2086  # CONCURRENCY is a list of numbers.
+"$PY" - "$TMP" "$ROUNDS" $CONCURRENCY <<'PYEOF'
+import json, statistics, sys
+
+tmp, rounds, levels = sys.argv[1], int(sys.argv[2]), [int(c) for c in sys.argv[3:]]
+
+def load(target, c):
+    return [json.load(open(f"{tmp}/{target}.c{c}.r{r}.json"))
+            for r in range(1, rounds + 1)]
+
+def med(runs, key):
+    get = (lambda r: r["latency_us"][key]) if key in ("p50", "p90", "p99") else (lambda r: r[key])
+    return statistics.median(get(r) for r in runs)
+
+header = ("conc", "base p50us", "nns p50us", "p50 ratio", "base p99us",
+          "nns p99us", "base calls/s", "nns calls/s", "thr ratio", "target")
+rows, failed = [], 0
+for c in levels:
+    b, n = load("baseline", c), load("nnserve", c)
+    failed += sum(r["failed_calls"] for r in b + n)
+    p50_ratio = med(n, "p50") / med(b, "p50")
+    thr_ratio = med(n, "calls_per_second") / med(b, "calls_per_second")
+    if c == 1:
+        target = f"p50 <= 1.15x: {'PASS' if p50_ratio <= 1.15 else 'MISS'}"
+    else:
+        target = f"thr >= 0.85x: {'PASS' if thr_ratio >= 0.85 else 'MISS'}"
+    rows.append((str(c), f"{med(b, 'p50'):.1f}", f"{med(n, 'p50'):.1f}",
+                 f"{p50_ratio:.3f}", f"{med(b, 'p99'):.1f}",
+                 f"{med(n, 'p99'):.1f}", f"{med(b, 'calls_per_second'):.0f}",
+                 f"{med(n, 'calls_per_second'):.0f}", f"{thr_ratio:.3f}", target))
+widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+for r in [header] + rows:
+    print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+print(f"(medians over {rounds} rounds; ratio = nnserve / baseline)")
+if failed:
+    print(f"error: {failed} calls failed; see the per-run JSON", file=sys.stderr)
+    sys.exit(1)
+PYEOF
