@@ -225,7 +225,7 @@ std::string ServerProcess::grpc_target() const {
 
 absl::Status ServerProcess::WaitUntil(const std::function<bool()>& probe,
                                       std::chrono::milliseconds timeout,
-                                      absl::string_view what) {
+                                      const std::string& what) {
   const Clock::time_point deadline = Clock::now() + timeout;
   while (true) {
     if (probe()) return absl::OkStatus();
@@ -270,6 +270,25 @@ absl::Status ServerProcess::WaitForPorts(std::chrono::milliseconds timeout) {
   if (!status.ok()) return status;
   if (!parse_error.empty()) return absl::InternalError(parse_error);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ServerProcess::WaitForLogValue(
+    const std::string& prefix, std::chrono::milliseconds timeout) {
+  std::string value;
+  auto logged = [&] {
+    const std::string log = ReadLog();
+    const size_t at = log.find(prefix);
+    if (at == std::string::npos) return false;
+    const size_t begin = at + prefix.size();
+    const size_t end = log.find_first_of(" \t\r\n", begin);
+    if (end == std::string::npos) return false;  // Line not complete yet.
+    value = log.substr(begin, end - begin);
+    return true;
+  };
+  absl::Status status =
+      WaitUntil(logged, timeout, absl::StrCat("log text '", prefix, "'"));
+  if (!status.ok()) return status;
+  return value;
 }
 
 absl::Status ServerProcess::Signal(int sig) {

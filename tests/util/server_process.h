@@ -85,7 +85,13 @@ class ServerProcess {
   // tail if the child exits first or the timeout passes.
   absl::Status WaitUntil(const std::function<bool()>& probe,
                          std::chrono::milliseconds timeout,
-                         absl::string_view what = "condition");
+                         const std::string& what = "condition");
+
+  // Waits until the log contains `prefix` and returns the text after it up
+  // to the next whitespace, e.g. prefix "event=listening grpc_port=" gives
+  // the port the server logged. Fails with the log tail on exit/timeout.
+  absl::StatusOr<std::string> WaitForLogValue(
+      const std::string& prefix, std::chrono::milliseconds timeout);
 
   pid_t pid() const { return pid_; }
   int grpc_port() const { return grpc_port_; }

@@ -1,0 +1,154 @@
+// Deadlines on the server side, against the real nnserve binary: a Predict
+// whose deadline passes while it waits in the inference queue is answered
+// without running its forward pass (DEADLINE_EXCEEDED to the caller; the
+// rows counter shows the work was skipped), and the calls ahead of it are
+// unaffected.
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/integration_fixture.h"
+#include "tests/util/loopback_http.h"
+
+namespace nnserve::testing {
+namespace {
+
+using engine::Activation;
+using engine::WeightLayout;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// The value of the sample `series` (exact text before the value, e.g.
+// `nnserve_inference_rows_total{model="heavy",version="1"}`) in a scrape.
+std::optional<double> Sample(const std::string& text,
+                             const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, series + " ")) {
+      return std::stod(std::string(line.substr(series.size() + 1)));
+    }
+  }
+  return std::nullopt;
+}
+
+// The sum of nnserve_requests_total for model "heavy", Predict, and `code`
+// (whatever the label order), 0 if absent.
+double PredictRequests(const std::string& text, const std::string& code) {
+  double total = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(line, "nnserve_requests_total{")) continue;
+    if (!absl::StrContains(line, "model=\"heavy\"") ||
+        !absl::StrContains(line, "method=\"Predict\"") ||
+        !absl::StrContains(line, absl::StrCat("code=\"", code, "\""))) {
+      continue;
+    }
+    total += std::stod(std::string(line.substr(line.rfind(' ') + 1)));
+  }
+  return total;
+}
+
+struct AsyncCall {
+  grpc::ClientContext context;
+  v1::PredictResponse response;
+  grpc::Status status;
+};
+
+TEST(DeadlineIntegrationTest, CallExpiredInTheQueueIsNotRun) {
+  ScopedTempDir repo("nnserve_deadline_itest");
+  // ~2.1 M parameters: a 1024-row call is ~4.3 GFLOP, at least ~20 ms even
+  // at this CPU's peak, and one inference worker runs them one at a time.
+  WriteModelDir(
+      repo.path(),
+      BuildRandomModel(
+          "heavy", 8,
+          {Layer(1024, Activation::kRelu), Layer(1024, Activation::kRelu),
+           Layer(1024, Activation::kRelu), Layer(10, Activation::kSoftmax)},
+          WeightLayout::kOutIn, 3),
+      1, FileFormat::kSafetensors, engine::DType::kF32);
+  ServerOptions options;
+  options.model_repository = repo.path();
+  options.extra_args = {"--threads=1"};
+  absl::StatusOr<RunningServer> server = StartServer(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const Client& client = *server->client;
+
+  constexpr int64_t kRows = 1024;
+  absl::StatusOr<v1::PredictRequest> request =
+      MakePredictRequest("heavy", 0, RandomRows(kRows, 8, 5), Encoding::kRaw);
+  ASSERT_TRUE(request.ok()) << request.status();
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  int completed = 0;
+  std::vector<std::unique_ptr<AsyncCall>> calls;
+  auto start = [&](std::optional<milliseconds> timeout) {
+    calls.push_back(std::make_unique<AsyncCall>());
+    AsyncCall* call = calls.back().get();
+    call->context.set_deadline(std::chrono::system_clock::now() +
+                               timeout.value_or(seconds(120)));
+    client.stub().async()->Predict(&call->context, &*request, &call->response,
+                                   [&, call](grpc::Status status) {
+                                     std::lock_guard<std::mutex> lock(mutex);
+                                     call->status = std::move(status);
+                                     ++completed;
+                                     changed.notify_all();
+                                   });
+  };
+  // Eight long calls; once the first is done the worker is busy with the
+  // second and six more wait (>= 120 ms of work), so the short-deadline
+  // calls sent now expire in the queue.
+  constexpr int kLong = 8;
+  constexpr int kShort = 4;
+  for (int i = 0; i < kLong; ++i) start(std::nullopt);
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    ASSERT_TRUE(
+        changed.wait_for(lock, seconds(120), [&] { return completed > 0; }));
+  }
+  for (int i = 0; i < kShort; ++i) start(milliseconds(20));
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, seconds(120),
+                                 [&] { return completed == kLong + kShort; }));
+  }
+  for (int i = 0; i < kLong + kShort; ++i) {
+    const grpc::StatusCode want =
+        i < kLong ? grpc::StatusCode::OK : grpc::StatusCode::DEADLINE_EXCEEDED;
+    EXPECT_EQ(calls[i]->status.error_code(), want)
+        << "call " << i << ": " << calls[i]->status.error_message();
+  }
+
+  // The server answers the expired calls when the worker reaches them;
+  // wait for that, then check that their forward passes never ran.
+  std::string text;
+  absl::Status settled = server->process->WaitUntil(
+      [&] {
+        absl::StatusOr<HttpResponse> scrape =
+            HttpGet(server->process->metrics_port(), "/metrics");
+        if (!scrape.ok()) return false;
+        text = scrape->body;
+        return PredictRequests(text, "OK") +
+                   PredictRequests(text, "DEADLINE_EXCEEDED") +
+                   PredictRequests(text, "CANCELLED") ==
+               kLong + kShort;
+      },
+      seconds(120), "all Predicts recorded in nnserve_requests_total");
+  ASSERT_TRUE(settled.ok()) << settled;
+  EXPECT_EQ(PredictRequests(text, "OK"), kLong);
+  EXPECT_EQ(Sample(text,
+                   "nnserve_inference_rows_total{model=\"heavy\","
+                   "version=\"1\"}"),
+            kLong * kRows)
+      << text;
+}
+
+}  // namespace
+}  // namespace nnserve::testing
