@@ -197,12 +197,19 @@ class PrometheusLiveTest(unittest.TestCase):
     def test_2_layer_histogram_for_every_layer_of_every_model(self):
         expr = "count by (model, layer) (nnserve_layer_duration_seconds_bucket)"
 
+        seen = {}
+
         def layers():
-            found = {(r["metric"]["model"], r["metric"]["layer"])
-                     for r in self.query(expr)}
-            return found if self.expected_layers() <= found else None
-        found = wait_for("per-layer series of every model", layers)
-        self.assertEqual(found, self.expected_layers())
+            seen["found"] = {(r["metric"]["model"], r["metric"]["layer"])
+                             for r in self.query(expr)}
+            return seen["found"] if self.expected_layers() <= seen["found"] else None
+        try:
+            wait_for("per-layer series of every model", layers)
+        except AssertionError as e:
+            self.fail(f"{e}: nnserve_layer_duration_seconds_bucket has (model, layer) "
+                      f"{sorted(seen.get('found', []))}, expected "
+                      f"{sorted(self.expected_layers())}")
+        self.assertEqual(seen["found"], self.expected_layers())
         # Every exported metric is in Prometheus under its real name.
         names = set(self.api("label/__name__/values"))
         exported = {n for n in metrics.series_names()}
@@ -225,13 +232,20 @@ class PrometheusLiveTest(unittest.TestCase):
             self.query("sum(nnserve_inference_duration_seconds_count)")[0]["value"][1])
             > count)
 
+        seen = {}
+
         def p99_per_layer():
             result = self.query(metrics.grafana_to_promql(headline))
             values = {(r["metric"]["model"], r["metric"]["layer"]): float(r["value"][1])
                       for r in result}
+            seen["values"] = values
             finite = {k for k, v in values.items() if math.isfinite(v) and v > 0}
             return values if finite >= self.expected_layers() else None
-        values = wait_for("a finite p99 for every layer", p99_per_layer)
+        try:
+            values = wait_for("a finite p99 for every layer", p99_per_layer)
+        except AssertionError as e:
+            self.fail(f"{e}: the headline panel gives {seen.get('values')}, expected "
+                      f"a positive value for each of {sorted(self.expected_layers())}")
         for key in self.expected_layers():
             self.assertLess(values[key], 10.0, f"p99 of layer {key}")
 
