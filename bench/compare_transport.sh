@@ -99,7 +99,11 @@ echo "model $MODEL [$INPUT_SIZE -> $OUTPUT_SIZE], batch $BATCH," \
 
 for round in $(seq "$ROUNDS"); do
   for c in $CONCURRENCY; do
-    for target in baseline nnserve; do
+    # Alternate the order (ABBA) so that drift in the machine's load does
+    # not favour one side.
+    order="baseline nnserve"
+    [ $((round % 2)) = 0 ] && order="nnserve baseline"
+    for target in $order; do
       addr=$BASELINE_ADDR
       [ "$target" = nnserve ] && addr=$NNSERVE_ADDR
       "$CLI" --address "$addr" --json bench --model "$MODEL" \
