@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   python3-numpy python3-grpcio python3-grpc-tools python3-protobuf
-  python3-sklearn
+  python3-sklearn python3-yaml
   prometheus clang-format curl
 )
 if [ "${NNSERVE_WITH_CONTAINERS:-0}" = 1 ]; then
