@@ -169,7 +169,7 @@ run_and_check() {
   code=$(timeout 60 podman wait "$name") || die "[$name] did not exit within 60 s of SIGTERM"
   podman logs "$name" >"$work/$name.log" 2>&1
   [ "$code" = 0 ] || { tail -n 20 "$work/$name.log" >&2; die "[$name] exit code $code after SIGTERM"; }
-  grep -qi "shut" "$work/$name.log" || { tail -n 20 "$work/$name.log" >&2; die "[$name] no shutdown line in the log"; }
+  grep -Eqi "shutdown.complete" "$work/$name.log" || { tail -n 20 "$work/$name.log" >&2; die "[$name] no shutdown-complete line in the log"; }
   if grep -Ei "level=(error|critical)|\[(error|critical)\]|terminate called|Segmentation" "$work/$name.log"; then
     die "[$name] errors in the log (above)"
   fi
