@@ -70,7 +70,7 @@ trap 'exit 130' INT TERM
 
 nofile=$(ulimit -Hn)
 [ "$nofile" = unlimited ] && nofile=1048576
-mkdir -p "$work/storage" "$work/run" "$work/tmp" "$work/volumes"
+mkdir -p "$work/storage" "$work/run" "$work/tmp" "$work/volumes" "$work/networks"
 cat >"$work/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=32768:32768"]
@@ -82,6 +82,9 @@ events_logger = "file"
 events_logfile_path = "$work/events.log"
 tmp_dir = "$work/tmp"
 volume_path = "$work/volumes"
+
+[network]
+network_config_dir = "$work/networks"
 EOF
 cat >"$work/storage.conf" <<EOF
 [storage]
