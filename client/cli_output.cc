@@ -1,6 +1,7 @@
 #include "client/cli_output.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include <google/protobuf/util/json_util.h>
 
@@ -35,6 +36,18 @@ std::string Table(const std::vector<std::vector<std::string>>& rows) {
     absl::StrAppend(&out, line, "\n");
   }
   return out;
+}
+
+// The double nearest to the shortest decimal that round-trips `value` as a
+// float, so JSON shows 0.1 rather than 0.10000000149011612.
+double ShortestDouble(float value) {
+  char buffer[32];
+  const auto [end, error] =
+      std::to_chars(buffer, buffer + sizeof(buffer), value);
+  if (error != std::errc()) return value;
+  double result = value;
+  std::from_chars(buffer, end, result);
+  return result;
 }
 
 }  // namespace
@@ -73,8 +86,11 @@ nlohmann::json PredictJson(const v1::PredictResponse& response,
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t r = 0; r < output.rows; ++r) {
     nlohmann::json row;
-    row["output"] =
-        std::vector<float>(output.row(r), output.row(r) + output.cols);
+    nlohmann::json values = nlohmann::json::array();
+    for (int64_t c = 0; c < output.cols; ++c) {
+      values.push_back(ShortestDouble(output.row(r)[c]));
+    }
+    row["output"] = std::move(values);
     if (r < response.classes_size()) row["class"] = response.classes(r);
     if (r < response.labels_size()) row["label"] = response.labels(r);
     rows.push_back(std::move(row));

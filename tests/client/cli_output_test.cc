@@ -55,6 +55,8 @@ TEST(CliOutputTest, PredictJsonParsesBack) {
   EXPECT_EQ(json["rows"][0]["class"], 7);
   EXPECT_EQ(json["rows"][0]["label"], "seven");
   EXPECT_FLOAT_EQ(json["rows"][0]["output"][2].get<float>(), 0.7f);
+  // Floats are printed by their shortest round-trip decimal.
+  EXPECT_THAT(json.dump(), HasSubstr("[0.1,0.2,0.7]"));
 }
 
 TEST(CliOutputTest, ModelInfoAndListTables) {
