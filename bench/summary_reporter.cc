@@ -67,11 +67,12 @@ void SummaryReporter::ReportRuns(const std::vector<Run>& runs) {
 
 void SummaryReporter::Finalize() {
   std::ostream& out = GetOutputStream();
-  out << "\nSummary: engine and raw chain timed alternately, forward by "
-         "forward; times are median forwards (median over repetitions of\n"
-         "each run's median), GFLOP/s = 2*rows*sum(in*out) / median time.\n"
-      << "ratio = engine speed / raw oneDNN chain speed: median of "
-         "per-pair raw_time / engine_time; "
+  out << "\nSummary: engine and raw chain run in alternating blocks of "
+         "forwards (~2 ms each); times are median forwards\n(median over "
+         "repetitions of each run's median); GFLOP/s = 2*rows*sum(in*out) / "
+         "median time.\n"
+      << "ratio = engine speed / raw oneDNN chain speed (median over "
+         "repetitions of raw_us / engine_us); "
       << absl::StrFormat(
              "targets: ratio >= %.2f at batch >= %d, %s batch 1 <= %.0f us.\n",
              targets_.min_ratio, targets_.ratio_min_batch,
