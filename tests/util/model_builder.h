@@ -20,6 +20,10 @@
 namespace nnserve::testing {
 
 struct LayerDef {
+  LayerDef(int64_t units, engine::Activation activation, bool bias = true,
+           std::optional<float> alpha = std::nullopt)
+      : units(units), activation(activation), bias(bias), alpha(alpha) {}
+
   int64_t units = 0;
   engine::Activation activation = engine::Activation::kIdentity;
   bool bias = true;
