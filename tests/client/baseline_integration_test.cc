@@ -29,10 +29,10 @@ constexpr char kBaseline[] = NNSERVE_TRANSPORT_BASELINE_PATH;
 class BaselineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    absl::StatusOr<testing::Baseline> started =
-        testing::StartBaseline(kBaseline, {"--output-size", "10"});
+    absl::StatusOr<client_testing::Baseline> started =
+        client_testing::StartBaseline(kBaseline, {"--output-size", "10"});
     ASSERT_TRUE(started.ok()) << started.status();
-    baseline_ = new testing::Baseline(*std::move(started));
+    baseline_ = new client_testing::Baseline(*std::move(started));
   }
   static void TearDownTestSuite() {
     if (baseline_ != nullptr) {
@@ -56,13 +56,13 @@ class BaselineTest : public ::testing::Test {
     client_ = std::make_unique<Client>(*channel);
   }
 
-  testing::CommandResult Cli(std::vector<std::string> args,
-                             const std::string& stdin_text = "") {
+  client_testing::CommandResult Cli(std::vector<std::string> args,
+                                    const std::string& stdin_text = "") {
     args.insert(args.begin(), {kCli, "--address", baseline_->address});
-    absl::StatusOr<testing::CommandResult> result =
-        testing::RunCommand(args, stdin_text);
+    absl::StatusOr<client_testing::CommandResult> result =
+        client_testing::RunCommand(args, stdin_text);
     EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? *result : testing::CommandResult{};
+    return result.ok() ? *result : client_testing::CommandResult{};
   }
 
   static CallOptions Ready() {
@@ -71,11 +71,11 @@ class BaselineTest : public ::testing::Test {
     return options;
   }
 
-  static testing::Baseline* baseline_;
+  static client_testing::Baseline* baseline_;
   std::unique_ptr<Client> client_;
 };
 
-testing::Baseline* BaselineTest::baseline_ = nullptr;
+client_testing::Baseline* BaselineTest::baseline_ = nullptr;
 
 TEST_F(BaselineTest, HealthIsServingForServerAndInferenceService) {
   absl::StatusOr<ServingStatus> server = client_->Health("", Ready());
@@ -204,7 +204,7 @@ TEST_F(BaselineTest, CliPredictCsvFromStdinAsJson) {
     for (int c = 0; c < 64; ++c) csv += (c ? ",0.5" : "0.5");
     csv += "\n";
   }
-  testing::CommandResult result =
+  client_testing::CommandResult result =
       Cli({"predict", "--model", "digits", "--json"}, csv);
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const nlohmann::json json = nlohmann::json::parse(result.out);
@@ -215,7 +215,7 @@ TEST_F(BaselineTest, CliPredictCsvFromStdinAsJson) {
 }
 
 TEST_F(BaselineTest, CliPredictNpyFileRawAsTable) {
-  const std::string dir = testing::MakeTempDir();
+  const std::string dir = client_testing::MakeTempDir();
   const std::string path = dir + "/rows.npy";
   {
     std::string header =
@@ -227,7 +227,7 @@ TEST_F(BaselineTest, CliPredictNpyFileRawAsTable) {
         << static_cast<char>(header.size()) << '\0' << header
         << std::string(64 * 4, '\0');
   }
-  testing::CommandResult result =
+  client_testing::CommandResult result =
       Cli({"predict", "--model", "digits", "--input", path, "--raw"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_THAT(result.out, HasSubstr("row 0: label 0 (class 0)"));
@@ -235,11 +235,11 @@ TEST_F(BaselineTest, CliPredictNpyFileRawAsTable) {
 }
 
 TEST_F(BaselineTest, CliErrorsExitNonZeroWithCodeName) {
-  testing::CommandResult result = Cli({"info", "--model", "nope"});
+  client_testing::CommandResult result = Cli({"info", "--model", "nope"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.err, HasSubstr("error: NOT_FOUND: model 'nope' not "
                                     "found; available: digits"));
-  testing::CommandResult bad_input =
+  client_testing::CommandResult bad_input =
       Cli({"predict", "--model", "digits"}, "1,2\n3\n");
   EXPECT_EQ(bad_input.exit_code, 1);
   EXPECT_THAT(bad_input.err,
@@ -247,29 +247,31 @@ TEST_F(BaselineTest, CliErrorsExitNonZeroWithCodeName) {
 }
 
 TEST_F(BaselineTest, CliHealthExitCodeFollowsServingStatus) {
-  testing::CommandResult serving = Cli({"health"});
+  client_testing::CommandResult serving = Cli({"health"});
   EXPECT_EQ(serving.exit_code, 0) << serving.err;
   EXPECT_EQ(serving.out, "SERVING\n");
-  testing::CommandResult json =
+  client_testing::CommandResult json =
       Cli({"health", "--service", "nnserve.v1.Inference", "--json"});
   EXPECT_EQ(json.exit_code, 0) << json.err;
   EXPECT_EQ(nlohmann::json::parse(json.out)["status"], "SERVING");
-  testing::CommandResult unknown = Cli({"health", "--service", "no.Such"});
+  client_testing::CommandResult unknown =
+      Cli({"health", "--service", "no.Such"});
   EXPECT_NE(unknown.exit_code, 0);
   EXPECT_THAT(unknown.err, HasSubstr("NOT_FOUND"));
 }
 
 TEST_F(BaselineTest, CliInfoAndListJson) {
-  testing::CommandResult info = Cli({"info", "--model", "digits", "--json"});
+  client_testing::CommandResult info =
+      Cli({"info", "--model", "digits", "--json"});
   ASSERT_EQ(info.exit_code, 0) << info.err;
   EXPECT_EQ(nlohmann::json::parse(info.out)["name"], "digits");
-  testing::CommandResult list = Cli({"list"});
+  client_testing::CommandResult list = Cli({"list"});
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_THAT(list.out, HasSubstr("digits  1        AVAILABLE"));
 }
 
 TEST_F(BaselineTest, CliBenchJsonReportHasNoErrors) {
-  testing::CommandResult result =
+  client_testing::CommandResult result =
       Cli({"bench", "--model", "digits", "--concurrency", "4", "--duration",
            "0.5", "--warmup", "0.1", "--batch", "2", "--raw", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;

@@ -54,7 +54,7 @@ TEST(ChannelTest, TlsFilesMustExistAndHoldPem) {
   EXPECT_THAT(channel.status().message(),
               HasSubstr("root certificates file '/nonexistent/ca.pem'"));
 
-  const std::string dir = testing::MakeTempDir();
+  const std::string dir = client_testing::MakeTempDir();
   const std::string not_pem = dir + "/ca.pem";
   std::ofstream(not_pem) << "hello\n";
   ChannelOptions bad;

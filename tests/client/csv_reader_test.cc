@@ -60,7 +60,7 @@ TEST(InputDispatchTest, MissingFileIsNotFound) {
 }
 
 TEST(InputDispatchTest, ChoosesParserByExtensionAndStreamByMagic) {
-  const std::string dir = testing::MakeTempDir();
+  const std::string dir = client_testing::MakeTempDir();
   const std::string csv = dir + "/rows.csv";
   std::ofstream(csv) << "1,2\n3,4\n";
   absl::StatusOr<RowBatch> from_csv = ReadInputRows(csv);

@@ -15,7 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-namespace nnserve::testing {
+namespace nnserve::client_testing {
 namespace {
 
 std::string ReadFile(const std::string& path) {
@@ -155,4 +155,4 @@ absl::StatusOr<Baseline> StartBaseline(
       absl::StrCat(binary, " wrote no port file within 30 s"));
 }
 
-}  // namespace nnserve::testing
+}  // namespace nnserve::client_testing

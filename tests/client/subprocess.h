@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace nnserve::testing {
+namespace nnserve::client_testing {
 
 struct CommandResult {
   int exit_code = -1;  // 128 + signal when killed by a signal.
@@ -61,6 +61,6 @@ struct Baseline {
 absl::StatusOr<Baseline> StartBaseline(
     const std::string& binary, const std::vector<std::string>& extra_args);
 
-}  // namespace nnserve::testing
+}  // namespace nnserve::client_testing
 
 #endif  // NNSERVE_TESTS_CLIENT_SUBPROCESS_H_
