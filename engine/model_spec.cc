@@ -2,6 +2,7 @@
 #include "engine/model_spec.h"
 
 #include <cmath>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -281,9 +282,32 @@ absl::StatusOr<ModelSpec> BuildModelSpec(const v1::ModelConfig& config,
 
   // Every referenced tensor must exist; nothing else may.
   std::set<std::string, std::less<>> referenced;
+  std::map<std::string, int, std::less<>> uses;  // Single-use ones are moved.
   for (const v1::LayerConfig& layer : config.layers()) {
     referenced.insert(layer.weight());
-    if (!layer.bias().empty()) referenced.insert(layer.bias());
+    ++uses[layer.weight()];
+    if (!layer.bias().empty()) {
+      referenced.insert(layer.bias());
+      ++uses[layer.bias()];
+    }
+  }
+  // Takes a tensor's values: moved if no other layer references it.
+  auto take = [&](const std::string& name) {
+    std::vector<float>& values = tensors.find(name)->second.values;
+    if (uses[name] == 1) return std::move(values);
+    return std::vector<float>(values);
+  };
+  // Missing first: its message lists what the file does hold, which also
+  // explains a misnamed tensor.
+  for (const std::string& name : referenced) {
+    if (!tensors.contains(name)) {
+      std::vector<std::string> present;
+      for (const auto& [n, t] : tensors) present.push_back(n);
+      return absl::InvalidArgumentError(absl::StrCat(
+          Sv(source), ": tensor '", name,
+          "' referenced by the config is missing; tensors present: [",
+          absl::StrJoin(present, ", "), "]"));
+    }
   }
   std::vector<std::string> extra;
   for (const auto& [name, tensor] : tensors) {
@@ -296,14 +320,6 @@ absl::StatusOr<ModelSpec> BuildModelSpec(const v1::ModelConfig& config,
         "'; expected only the weight and bias tensors the layers name"));
   }
   for (const std::string& name : referenced) {
-    if (!tensors.contains(name)) {
-      std::vector<std::string> present;
-      for (const auto& [n, t] : tensors) present.push_back(n);
-      return absl::InvalidArgumentError(absl::StrCat(
-          Sv(source), ": tensor '", name,
-          "' referenced by the config is missing; tensors present: [",
-          absl::StrJoin(present, ", "), "]"));
-    }
     if (absl::Status s = CheckFinite(tensors.find(name)->second, name, source);
         !s.ok()) {
       return s;
@@ -338,7 +354,7 @@ absl::StatusOr<ModelSpec> BuildModelSpec(const v1::ModelConfig& config,
           "; in = ", in, " from ", in_origin, ")"));
     }
     if (spec.weight_layout == WeightLayout::kOutIn) {
-      layer.weight = w.values;
+      layer.weight = take(lc.weight());
     } else {
       // [in, units] -> [units, in].
       layer.weight.resize(w.values.size());
@@ -356,7 +372,7 @@ absl::StatusOr<ModelSpec> BuildModelSpec(const v1::ModelConfig& config,
                          lc.bias(), "' has shape ", ShapeString(b.shape),
                          ", expected [", layer.units, "] ([units])"));
       }
-      layer.bias = b.values;
+      layer.bias = take(lc.bias());
     }
     in = layer.units;
     in_origin = absl::StrCat("layer '", lc.name(), "'");

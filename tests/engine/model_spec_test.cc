@@ -233,6 +233,20 @@ TEST(BuildModelSpecTest, InOutIsTransposedToUnitsByIn) {
   }
 }
 
+TEST(BuildModelSpecTest, TensorSharedByTwoLayers) {
+  RandomModel model = BuildRandomModel(
+      "tied", 4, {{4, Activation::kTanh}, {4, Activation::kIdentity}},
+      WeightLayout::kOutIn, 5);
+  model.config.mutable_layers(1)->set_weight("fc0.weight");
+  model.tensors.erase("fc1.weight");
+  absl::StatusOr<ModelSpec> spec =
+      BuildModelSpec(model.config, model.tensors, "w");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->layers[0].weight, model.tensors["fc0.weight"].values);
+  EXPECT_EQ(spec->layers[1].weight, model.tensors["fc0.weight"].values);
+  EXPECT_EQ(spec->layers[1].bias, model.tensors["fc1.bias"].values);
+}
+
 TEST(BuildModelSpecTest, MissingTensor) {
   RandomModel model = SmallModel();
   model.tensors.erase("fc1.weight");
