@@ -7,13 +7,16 @@
 // "nnserve.v1.Inference". Used by bench/compare_transport.sh and the client
 // integration tests. Loopback by default; --address 127.0.0.1:0 lets the OS
 // pick the port, printed as "grpc_port=N" on stdout and written to
-// --port-file (atomically, "N\n"). SIGINT/SIGTERM shut it down cleanly.
+// --port-file (atomically, "N\n"). Optional TLS / mutual TLS (--tls-cert,
+// --tls-key, --tls-client-ca) for the client's TLS tests. SIGINT/SIGTERM shut
+// it down cleanly.
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -34,6 +37,11 @@ struct BaselineOptions {
   bool labels = true;
   int max_message_bytes = 64 << 20;
   std::string port_file;
+  // TLS (all PEM files): server certificate chain and key; with a client CA,
+  // clients must present a certificate it signed (mutual TLS).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
 };
 
 class BaselineService final : public v1::Inference::CallbackService {
@@ -143,6 +151,42 @@ class BaselineService final : public v1::Inference::CallbackService {
   const BaselineOptions options_;
 };
 
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream contents;
+  contents << file.rdbuf();
+  return contents.str();
+}
+
+// Plaintext, or TLS when a certificate is given; empty on a bad TLS setup.
+std::shared_ptr<grpc::ServerCredentials> MakeCredentials(
+    const BaselineOptions& options) {
+  if (options.tls_cert.empty() && options.tls_key.empty()) {
+    return grpc::InsecureServerCredentials();
+  }
+  const std::string cert = ReadFileOrEmpty(options.tls_cert);
+  const std::string key = ReadFileOrEmpty(options.tls_key);
+  if (cert.empty() || key.empty()) {
+    std::cerr << "error: --tls-cert and --tls-key must both name readable "
+                 "PEM files\n";
+    return nullptr;
+  }
+  grpc::SslServerCredentialsOptions ssl(
+      options.tls_client_ca.empty()
+          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (!options.tls_client_ca.empty()) {
+    ssl.pem_root_certs = ReadFileOrEmpty(options.tls_client_ca);
+    if (ssl.pem_root_certs.empty()) {
+      std::cerr << "error: cannot read --tls-client-ca "
+                << options.tls_client_ca << "\n";
+      return nullptr;
+    }
+  }
+  ssl.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(ssl);
+}
+
 bool WritePortFile(const std::string& path, int port) {
   const std::string temp = path + ".tmp";
   {
@@ -176,7 +220,15 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--port-file", options.port_file,
                  "Write the bound port here once serving");
+  app.add_option("--tls-cert", options.tls_cert,
+                 "PEM server certificate chain (enables TLS)");
+  app.add_option("--tls-key", options.tls_key, "PEM server private key");
+  app.add_option("--tls-client-ca", options.tls_client_ca,
+                 "PEM CA for client certificates (requires mutual TLS)");
   CLI11_PARSE(app, argc, argv);
+  const std::shared_ptr<grpc::ServerCredentials> credentials =
+      MakeCredentials(options);
+  if (credentials == nullptr) return 1;
 
   // Block the shutdown signals in every thread; main waits for them below.
   sigset_t signals;
@@ -189,8 +241,7 @@ int Main(int argc, char** argv) {
   BaselineService service(options);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(),
-                           &port);
+  builder.AddListeningPort(options.address, credentials, &port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(&service);
