@@ -122,12 +122,9 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
   auto served = models_->Find(request->model(), request->version());
   if (!served.ok()) return finish(served.status());
   const engine::ModelInfo& info = (*served)->model->info();
-  InputExpectation expected{
-      .features = info.input_size,
-      .max_batch_rows = options_.max_batch_rows,
-      .description =
-          absl::StrCat("model '", info.name, "' version ", info.version,
-                       " input '", info.input_name, "'")};
+  InputExpectation expected{.features = info.input_size,
+                            .max_batch_rows = options_.max_batch_rows,
+                            .description = (*served)->input_description};
   auto input = DecodeInput(request->input(), expected);
   if (!input.ok()) return finish(input.status());
 

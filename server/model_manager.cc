@@ -91,6 +91,8 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelManager::LoadOne(
   served->version = version;
   served->model = *std::move(model);
   served->metrics = metrics_->ForModelVersion(name, version, layer_names);
+  served->input_description = absl::StrCat(
+      "model '", name, "' version ", version, " input '", info.input_name, "'");
   return served;
 }
 

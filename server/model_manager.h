@@ -39,6 +39,8 @@ struct ServedVersion {
   int64_t version = 0;
   std::shared_ptr<const engine::Model> model;
   ModelVersionMetrics* metrics = nullptr;  // Owned by ServerMetrics.
+  // "model 'digits' version 1 input 'pixels'", for request error messages.
+  std::string input_description;
 };
 
 class ModelManager {

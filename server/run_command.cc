@@ -64,12 +64,13 @@ absl::Status RunOffline(const RunOptions& options, std::istream& in,
   tensor.add_shape(matrix->rows);
   tensor.add_shape(matrix->columns);
   tensor.mutable_values()->Add(matrix->values.begin(), matrix->values.end());
+  const std::string description =
+      absl::StrCat("model '", info.name, "' version ", info.version, " input '",
+                   info.input_name, "'");
   const InputExpectation expected{
       .features = info.input_size,
       .max_batch_rows = std::numeric_limits<int64_t>::max(),
-      .description =
-          absl::StrCat("model '", info.name, "' version ", info.version,
-                       " input '", info.input_name, "'")};
+      .description = description};
   auto input = DecodeInput(tensor, expected);
   if (!input.ok()) return input.status();
 

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/str_util.h"
 
 namespace nnserve::server {
 namespace {
@@ -20,15 +21,15 @@ absl::StatusOr<std::pair<int64_t, int64_t>> CheckShape(
     const v1::Tensor& tensor, const InputExpectation& expected) {
   const int rank = tensor.shape_size();
   if (rank != 1 && rank != 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(expected.description, ": input shape ", ShapeText(tensor),
-                     " has rank ", rank, "; expected [batch, ",
-                     expected.features, "] or [", expected.features, "]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sv(expected.description), ": input shape ", ShapeText(tensor),
+        " has rank ", rank, "; expected [batch, ", expected.features, "] or [",
+        expected.features, "]"));
   }
   for (int64_t dim : tensor.shape()) {
     if (dim < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(expected.description, ": input shape ",
+          absl::StrCat(Sv(expected.description), ": input shape ",
                        ShapeText(tensor), " has a negative dimension"));
     }
   }
@@ -36,18 +37,18 @@ absl::StatusOr<std::pair<int64_t, int64_t>> CheckShape(
   const int64_t features = tensor.shape(rank - 1);
   if (features != expected.features) {
     return absl::InvalidArgumentError(
-        absl::StrCat(expected.description, ": input has ", features,
+        absl::StrCat(Sv(expected.description), ": input has ", features,
                      " features per row (shape ", ShapeText(tensor),
                      "); expected ", expected.features));
   }
   if (rows == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(expected.description, ": input shape ", ShapeText(tensor),
-                     " has batch size 0; expected at least 1 row"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sv(expected.description), ": input shape ", ShapeText(tensor),
+        " has batch size 0; expected at least 1 row"));
   }
   if (rows > expected.max_batch_rows) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        expected.description, ": batch of ", rows,
+        Sv(expected.description), ": batch of ", rows,
         " rows exceeds the server limit of ", expected.max_batch_rows,
         " rows per request (--max-batch-rows); split the batch"));
   }
@@ -61,8 +62,9 @@ absl::Status CheckFinite(std::span<const float> values, int64_t features,
       const int64_t row = static_cast<int64_t>(i) / features;
       const int64_t column = static_cast<int64_t>(i) % features;
       return absl::InvalidArgumentError(absl::StrCat(
-          expected.description, ": input row ", row, " column ", column, " is ",
-          std::isnan(values[i]) ? "NaN" : "Inf", "; expected finite values"));
+          Sv(expected.description), ": input row ", row, " column ", column,
+          " is ", std::isnan(values[i]) ? "NaN" : "Inf",
+          "; expected finite values"));
     }
   }
   return absl::OkStatus();
@@ -76,7 +78,7 @@ absl::StatusOr<DecodedInput> DecodeInput(const v1::Tensor& tensor,
   const bool has_raw = !tensor.raw().empty();
   if (has_values && has_raw) {
     return absl::InvalidArgumentError(
-        absl::StrCat(expected.description, ": input sets both values (",
+        absl::StrCat(Sv(expected.description), ": input sets both values (",
                      tensor.values_size(), " floats) and raw (",
                      tensor.raw().size(), " bytes); expected exactly one"));
   }
@@ -86,8 +88,9 @@ absl::StatusOr<DecodedInput> DecodeInput(const v1::Tensor& tensor,
   const int64_t count = rows * features;
   if (!has_values && !has_raw) {
     return absl::InvalidArgumentError(absl::StrCat(
-        expected.description, ": input sets neither values nor raw; expected ",
-        count, " floats for shape ", ShapeText(tensor), " in exactly one"));
+        Sv(expected.description),
+        ": input sets neither values nor raw; expected ", count,
+        " floats for shape ", ShapeText(tensor), " in exactly one"));
   }
 
   DecodedInput decoded;
@@ -96,7 +99,7 @@ absl::StatusOr<DecodedInput> DecodeInput(const v1::Tensor& tensor,
   if (has_values) {
     if (tensor.values_size() != count) {
       return absl::InvalidArgumentError(absl::StrCat(
-          expected.description, ": input values has ", tensor.values_size(),
+          Sv(expected.description), ": input values has ", tensor.values_size(),
           " floats; shape ", ShapeText(tensor), " needs ", count));
     }
     decoded.encoding_ = TensorEncoding::kValues;
@@ -106,7 +109,7 @@ absl::StatusOr<DecodedInput> DecodeInput(const v1::Tensor& tensor,
     const size_t expected_bytes = static_cast<size_t>(count) * sizeof(float);
     if (tensor.raw().size() != expected_bytes) {
       return absl::InvalidArgumentError(absl::StrCat(
-          expected.description, ": input raw has ", tensor.raw().size(),
+          Sv(expected.description), ": input raw has ", tensor.raw().size(),
           " bytes; shape ", ShapeText(tensor), " needs ", count,
           " little-endian float32 = ", expected_bytes, " bytes"));
     }

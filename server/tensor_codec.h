@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -33,8 +34,8 @@ struct InputExpectation {
   int64_t features = 0;        // Model input width.
   int64_t max_batch_rows = 0;  // --max-batch-rows; larger batches are refused.
   // Names the target in messages, e.g. "model 'digits' version 1 input
-  // 'pixels'".
-  std::string description;
+  // 'pixels'". Not owned: must outlive the DecodeInput call.
+  std::string_view description;
 };
 
 // A validated [rows, features] float matrix.
