@@ -181,11 +181,13 @@ std::string LoadReportText(const LoadReport& report, std::string_view model,
       "calls       %d ok, %d failed\n"
       "throughput  %.1f calls/s, %.1f rows/s\n"
       "latency us  mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n"
+      "client cpu  %.2f s, %.1f us per call\n"
       "errors      %s\n",
       model, report.batch_rows, encoding, report.concurrency, report.seconds,
       warmup_seconds, report.calls, report.failed_calls,
       report.calls_per_second, report.rows_per_second, report.mean_us,
       report.p50_us, report.p90_us, report.p99_us, report.max_us,
+      report.client_cpu_seconds, report.client_cpu_us_per_call,
       errors.empty() ? "none" : absl::StrJoin(errors, ", "));
 }
 
@@ -209,6 +211,8 @@ nlohmann::json LoadReportJson(const LoadReport& report, std::string_view model,
             {"p90", report.p90_us},
             {"p99", report.p99_us},
             {"max", report.max_us}}},
+          {"client_cpu_seconds", report.client_cpu_seconds},
+          {"client_cpu_us_per_call", report.client_cpu_us_per_call},
           {"errors", report.errors}};
 }
 

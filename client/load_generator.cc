@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <grpcpp/client_context.h>
+#include <sys/resource.h>
 
 #include "absl/strings/str_cat.h"
 #include "client/status.h"
@@ -20,6 +21,14 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kCodeSlots = 18;  // 17 gRPC codes + "BAD_RESPONSE".
 constexpr int kBadResponse = 17;
+
+// User + system CPU time of this process (all threads), in seconds.
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
 
 // One in-flight call position. Only one call per slot is outstanding at a
 // time, so a slot's fields are touched by one completion at a time.
@@ -56,11 +65,24 @@ class LoadRun {
       slot.latencies_ns.reserve(static_cast<size_t>(expected_calls_per_slot));
     }
     for (Slot& slot : slots_) Issue(slot);
+    // Sample this process's CPU time at both ends of the measured window.
+    double cpu_seconds = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      done_cv_.wait_until(lock, measure_begin_,
+                          [this] { return active_ == 0; });
+      cpu_seconds = -ProcessCpuSeconds();
+      done_cv_.wait_until(lock, measure_end_, [this] { return active_ == 0; });
+      cpu_seconds += ProcessCpuSeconds();
       done_cv_.wait(lock, [this] { return active_ == 0; });
     }
-    return Summarize();
+    LoadReport report = Summarize();
+    report.client_cpu_seconds = cpu_seconds;
+    if (report.calls + report.failed_calls > 0) {
+      report.client_cpu_us_per_call =
+          cpu_seconds * 1e6 / (report.calls + report.failed_calls);
+    }
+    return report;
   }
 
  private:

@@ -42,6 +42,11 @@ struct LoadReport {
   double p90_us = 0;
   double p99_us = 0;
   double max_us = 0;
+  // CPU time (user + system) this process spent during the measured
+  // window, and that per call in the window: the client's own cost, which
+  // competes with the server when both share a machine.
+  double client_cpu_seconds = 0;
+  double client_cpu_us_per_call = 0;
   // Failed calls by gRPC code name ("DEADLINE_EXCEEDED", ...); a response
   // whose output does not have batch_rows rows counts as "BAD_RESPONSE".
   std::map<std::string, int64_t> errors;

@@ -176,6 +176,8 @@ TEST_F(BaselineTest, LoadGeneratorProducesASaneReport) {
   EXPECT_LE(report->p90_us, report->p99_us);
   EXPECT_LE(report->p99_us, report->max_us);
   EXPECT_NEAR(report->calls_per_second, report->calls / 0.5, 1e-6);
+  EXPECT_GT(report->client_cpu_seconds, 0);
+  EXPECT_GT(report->client_cpu_us_per_call, 0);
 
   LoadOptions bad = options;
   bad.concurrency = 0;
@@ -282,6 +284,7 @@ TEST_F(BaselineTest, CliBenchJsonReportHasNoErrors) {
   EXPECT_GT(json["calls"].get<int64_t>(), 0);
   EXPECT_EQ(json["failed_calls"], 0);
   EXPECT_TRUE(json["errors"].empty());
+  EXPECT_GT(json["client_cpu_us_per_call"].get<double>(), 0);
   EXPECT_GT(json["calls_per_second"].get<double>(), 0);
   EXPECT_LE(json["latency_us"]["p50"].get<double>(),
             json["latency_us"]["max"].get<double>());
