@@ -1,5 +1,6 @@
 // Exact conversions between IEEE binary16 (F16), bfloat16 (BF16) and f32,
-// operating on raw bit patterns. Header-only, constexpr, stateless;
+// operating on raw bit patterns, and the decoder of little-endian weight
+// data shared by the safetensors and .npy parsers. Header-only, stateless;
 // thread-safe.
 //
 // Widening (F16/BF16 -> f32) is exact for every input, including
@@ -10,7 +11,14 @@
 #define NNSERVE_ENGINE_HALF_H_
 
 #include <bit>
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <optional>
+
+#include "engine/tensor.h"
 
 namespace nnserve::engine {
 
@@ -79,6 +87,55 @@ constexpr uint16_t FloatToBf16Bits(float f) {
     return static_cast<uint16_t>((x >> 16) | 0x40u);
   }
   return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+// Bytes per element of `dtype` on disk.
+constexpr size_t DTypeSize(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return 4;
+    case DType::kF64:
+      return 8;
+    case DType::kF16:
+    case DType::kBF16:
+      return 2;
+  }
+  return 0;
+}
+
+// Decodes `count` little-endian `dtype` values starting at `bytes` (no
+// alignment needed; the caller guarantees count * DTypeSize(dtype) readable
+// bytes) into out[0, count). F64 is narrowed to the nearest f32. Returns the
+// index of the first finite F64 value beyond the f32 range (narrowing it is
+// undefined behaviour and surely a broken weight), or nullopt on success.
+inline std::optional<size_t> DecodeLittleEndian(DType dtype,
+                                                const unsigned char* bytes,
+                                                size_t count, float* out) {
+  switch (dtype) {
+    case DType::kF32:
+      if (count > 0) std::memcpy(out, bytes, count * sizeof(float));
+      break;
+    case DType::kF64:
+      for (size_t i = 0; i < count; ++i) {
+        double d;
+        std::memcpy(&d, bytes + 8 * i, sizeof d);
+        if (std::isfinite(d) &&
+            std::fabs(d) > std::numeric_limits<float>::max()) {
+          return i;
+        }
+        out[i] = static_cast<float>(d);
+      }
+      break;
+    case DType::kF16:
+    case DType::kBF16:
+      for (size_t i = 0; i < count; ++i) {
+        const auto bits =
+            static_cast<uint16_t>(bytes[2 * i] | bytes[2 * i + 1] << 8);
+        out[i] = dtype == DType::kF16 ? HalfToFloat(bits) : Bf16ToFloat(bits);
+      }
+      break;
+  }
+  return std::nullopt;
 }
 
 }  // namespace nnserve::engine

@@ -7,7 +7,6 @@
 #include "engine/npy.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -291,11 +290,15 @@ absl::Status NpyError(absl::string_view source, absl::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(source, ": npy: ", message));
 }
 
-}  // namespace
+// The header dict text and the data bytes of a file.
+struct Sections {
+  std::string_view header;
+  std::string_view data;
+};
 
-absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
-                                std::string_view source_name) {
-  const absl::string_view source(source_name.data(), source_name.size());
+// Checks magic, version and header length against the buffer.
+absl::StatusOr<Sections> SplitFile(std::string_view bytes,
+                                   absl::string_view source) {
   if (bytes.substr(0, kMagic.size()) != kMagic) {
     std::string found;
     for (size_t i = 0; i < std::min(bytes.size(), kMagic.size()); ++i) {
@@ -318,6 +321,8 @@ absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
         source, absl::StrCat("unsupported format version ", major, ".", minor,
                              ", expected 1.0, 2.0 or 3.0"));
   }
+  // 1.0 has a u16 header length; 2.0 a u32; 3.0 a u32 and a UTF-8 header
+  // (which this parser treats as bytes: every accepted token is ASCII).
   const size_t length_bytes = major == 1 ? 2 : 4;
   const size_t prefix = kMagic.size() + 2 + length_bytes;
   if (bytes.size() < prefix) {
@@ -336,10 +341,21 @@ absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
                                  bytes.size() - prefix, " bytes follow the ",
                                  prefix, "-byte preamble)"));
   }
-  const std::string_view header = bytes.substr(prefix, header_len);
-  const std::string_view data = bytes.substr(prefix + header_len);
+  return Sections{bytes.substr(prefix, header_len),
+                  bytes.substr(prefix + header_len)};
+}
 
-  auto items = DictParser(header).Parse();
+// The three header fields, checked for type.
+struct Header {
+  std::string descr;
+  NpyDType dtype;
+  bool fortran_order = false;
+  std::vector<int64_t> shape;
+};
+
+absl::StatusOr<Header> ParseHeader(std::string_view text,
+                                   absl::string_view source) {
+  auto items = DictParser(text).Parse();
   if (!items.ok()) return NpyError(source, items.status().message());
   constexpr char kKeys[] = "'descr', 'fortran_order' and 'shape'";
   std::map<std::string, const HeaderValue*, std::less<>> fields;
@@ -358,17 +374,20 @@ absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
                                            "', expected ", kKeys));
     }
   }
+  Header header;
   const auto* descr = std::get_if<std::string>(fields.find("descr")->second);
   if (descr == nullptr) {
     return NpyError(source,
                     "header 'descr' is not a string, expected a "
                     "dtype string such as '<f4'");
   }
+  header.descr = *descr;
   const auto* fortran_order =
       std::get_if<bool>(fields.find("fortran_order")->second);
   if (fortran_order == nullptr) {
     return NpyError(source, "header 'fortran_order' is not True or False");
   }
+  header.fortran_order = *fortran_order;
   const auto* shape =
       std::get_if<std::vector<int64_t>>(fields.find("shape")->second);
   if (shape == nullptr) {
@@ -376,8 +395,9 @@ absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
                     "header 'shape' is not a tuple of integers, "
                     "expected e.g. (3, 4), (5,) or ()");
   }
+  header.shape = *shape;
 
-  const std::optional<NpyDType> dtype = ParseDescr(*descr);
+  const std::optional<NpyDType> dtype = ParseDescr(header.descr);
   if (!dtype.has_value()) {
     if (!descr->empty() && descr->front() == '>' &&
         ParseDescr("<" + descr->substr(1)).has_value()) {
@@ -390,74 +410,80 @@ absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
                                          "', expected '<f4', '<f8' or "
                                          "'<f2'"));
   }
+  header.dtype = *dtype;
+  return header;
+}
 
+// Element count of `shape` such that count * item_size fits in 64 bits.
+absl::StatusOr<uint64_t> ElementCount(const std::vector<int64_t>& shape,
+                                      size_t item_size,
+                                      absl::string_view source) {
   bool empty = false;
-  for (size_t i = 0; i < shape->size(); ++i) {
-    if ((*shape)[i] < 0) {
-      return NpyError(source, absl::StrCat("shape ", ShapeString(*shape),
-                                           " has negative dimension ",
-                                           (*shape)[i], " at index ", i));
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < 0) {
+      return NpyError(source, absl::StrCat("shape ", ShapeString(shape),
+                                           " has negative dimension ", shape[i],
+                                           " at index ", i));
     }
-    if ((*shape)[i] == 0) empty = true;
+    if (shape[i] == 0) empty = true;
   }
-  uint64_t elements = empty ? 0 : 1;
-  for (int64_t dim : *shape) {
-    if (empty) break;
+  if (empty) return 0;
+  uint64_t elements = 1;
+  for (int64_t dim : shape) {
     if (elements > std::numeric_limits<uint64_t>::max() /
-                       static_cast<uint64_t>(dim) / dtype->size) {
+                       static_cast<uint64_t>(dim) / item_size) {
       return NpyError(
-          source, absl::StrCat("element count of shape ", ShapeString(*shape),
+          source, absl::StrCat("element count of shape ", ShapeString(shape),
                                " overflows 64 bits"));
     }
     elements *= static_cast<uint64_t>(dim);
   }
-  const uint64_t expected_bytes = elements * dtype->size;
+  return elements;
+}
+
+}  // namespace
+
+absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
+                                std::string_view source_name) {
+  const absl::string_view source(source_name.data(), source_name.size());
+  absl::StatusOr<Sections> sections = SplitFile(bytes, source);
+  if (!sections.ok()) return sections.status();
+  absl::StatusOr<Header> header = ParseHeader(sections->header, source);
+  if (!header.ok()) return header.status();
+  const size_t item_size = header->dtype.size;
+  absl::StatusOr<uint64_t> elements =
+      ElementCount(header->shape, item_size, source);
+  if (!elements.ok()) return elements.status();
+
+  const std::string_view data = sections->data;
+  const uint64_t expected_bytes = *elements * item_size;
   if (data.size() != expected_bytes) {
     return NpyError(
         source,
         absl::StrCat(data.size() < expected_bytes ? "file truncated: " : "",
                      "data is ", data.size(), " bytes, expected ",
-                     expected_bytes, " (shape ", ShapeString(*shape), " = ",
-                     elements, " elements x ", dtype->size, " bytes of '",
-                     *descr, "')",
+                     expected_bytes, " (shape ", ShapeString(header->shape),
+                     " = ", *elements, " elements x ", item_size, " bytes of '",
+                     header->descr, "')",
                      data.size() > expected_bytes ? "; trailing bytes" : ""));
   }
 
   Tensor tensor;
-  tensor.shape = *shape;
-  tensor.file_dtype = dtype->dtype;
-  tensor.values.resize(elements);
-  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-  switch (dtype->dtype) {
-    case DType::kF32:
-      if (elements > 0) std::memcpy(tensor.values.data(), p, data.size());
-      break;
-    case DType::kF64:
-      for (size_t i = 0; i < elements; ++i) {
-        double d;
-        std::memcpy(&d, p + 8 * i, sizeof d);
-        // Narrowing a finite double beyond the f32 range is undefined
-        // behaviour in C++ and surely a broken weight: refuse it.
-        if (std::isfinite(d) &&
-            std::fabs(d) > std::numeric_limits<float>::max()) {
-          return NpyError(source,
-                          absl::StrCat("'<f8' value ", d, " at element ", i,
-                                       " is outside the f32 range (max ",
-                                       std::numeric_limits<float>::max(), ")"));
-        }
-        tensor.values[i] = static_cast<float>(d);
-      }
-      break;
-    case DType::kF16:
-      for (size_t i = 0; i < elements; ++i) {
-        tensor.values[i] =
-            HalfToFloat(static_cast<uint16_t>(p[2 * i] | p[2 * i + 1] << 8));
-      }
-      break;
-    case DType::kBF16:  // Not reachable: NumPy has no bf16 descr.
-      break;
+  tensor.shape = header->shape;
+  tensor.file_dtype = header->dtype.dtype;
+  tensor.values.resize(*elements);
+  const auto* raw = reinterpret_cast<const unsigned char*>(data.data());
+  const std::optional<size_t> out_of_range = DecodeLittleEndian(
+      tensor.file_dtype, raw, *elements, tensor.values.data());
+  if (out_of_range.has_value()) {
+    double d;
+    std::memcpy(&d, raw + 8 * *out_of_range, sizeof d);
+    return NpyError(
+        source, absl::StrCat("'<f8' value ", d, " at element ", *out_of_range,
+                             " is outside the f32 range (max ",
+                             std::numeric_limits<float>::max(), ")"));
   }
-  if (*fortran_order && tensor.shape.size() > 1) {
+  if (header->fortran_order && tensor.shape.size() > 1) {
     tensor.values = FortranToC(tensor.shape, tensor.values);
   }
   return tensor;

@@ -11,9 +11,9 @@
 #include "engine/safetensors.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,19 +39,6 @@ struct Entry {
   uint64_t begin = 0;  // Relative to the start of the data section.
   uint64_t end = 0;
 };
-
-size_t DTypeSize(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return 4;
-    case DType::kF64:
-      return 8;
-    case DType::kF16:
-    case DType::kBF16:
-      return 2;
-  }
-  return 0;
-}
 
 bool ParseDType(std::string_view name, DType* dtype) {
   for (DType d : {DType::kF32, DType::kF64, DType::kF16, DType::kBF16}) {
@@ -351,39 +338,16 @@ absl::StatusOr<Tensor> Parser::Convert(const Entry& entry) const {
   tensor.file_dtype = entry.dtype;
   const size_t count = raw.size() / DTypeSize(entry.dtype);
   tensor.values.resize(count);
-  const auto* p = reinterpret_cast<const unsigned char*>(raw.data());
-  switch (entry.dtype) {
-    case DType::kF32:
-      if (count > 0) std::memcpy(tensor.values.data(), p, raw.size());
-      break;
-    case DType::kF64:
-      for (size_t i = 0; i < count; ++i) {
-        double d;
-        std::memcpy(&d, p + 8 * i, sizeof d);
-        // Narrowing a finite double beyond the f32 range is undefined
-        // behaviour in C++ and surely a broken weight: refuse it.
-        if (std::isfinite(d) &&
-            std::fabs(d) > std::numeric_limits<float>::max()) {
-          return TensorError(
-              entry.name, absl::StrCat("F64 value ", d, " at element ", i,
-                                       " is outside the f32 range (max ",
-                                       std::numeric_limits<float>::max(), ")"));
-        }
-        tensor.values[i] = static_cast<float>(d);
-      }
-      break;
-    case DType::kF16:
-      for (size_t i = 0; i < count; ++i) {
-        tensor.values[i] =
-            HalfToFloat(static_cast<uint16_t>(p[2 * i] | p[2 * i + 1] << 8));
-      }
-      break;
-    case DType::kBF16:
-      for (size_t i = 0; i < count; ++i) {
-        tensor.values[i] =
-            Bf16ToFloat(static_cast<uint16_t>(p[2 * i] | p[2 * i + 1] << 8));
-      }
-      break;
+  const std::optional<size_t> out_of_range = DecodeLittleEndian(
+      entry.dtype, reinterpret_cast<const unsigned char*>(raw.data()), count,
+      tensor.values.data());
+  if (out_of_range.has_value()) {
+    double d;
+    std::memcpy(&d, raw.data() + 8 * *out_of_range, sizeof d);
+    return TensorError(
+        entry.name, absl::StrCat("F64 value ", d, " at element ", *out_of_range,
+                                 " is outside the f32 range (max ",
+                                 std::numeric_limits<float>::max(), ")"));
   }
   return tensor;
 }
