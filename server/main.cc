@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   using nnserve::server::ServeOptions;
   CLI::App app{"nnserve: serves dense neural networks over gRPC"};
   app.require_subcommand(1);
+  // Global options (--log-level) are also accepted after the subcommand.
+  app.fallthrough();
   std::string log_level = "info";
   app.add_option("--log-level", log_level,
                  "trace, debug, info, warn, error, critical or off")
