@@ -176,11 +176,19 @@ class Workbench {
   std::map<std::pair<std::string, int64_t>, std::vector<float>> outputs_;
 };
 
-// Median of a non-empty sample, which it reorders.
-double MedianOf(std::vector<double>& values) {
-  const size_t mid = values.size() / 2;
-  std::nth_element(values.begin(), values.begin() + mid, values.end());
-  return values[mid];
+// The q-quantile (0 <= q < 1, nearest rank) of a non-empty sample, which
+// it reorders.
+double Quantile(std::vector<double>& values, double q) {
+  const size_t k = static_cast<size_t>(q * static_cast<double>(values.size()));
+  std::nth_element(values.begin(), values.begin() + k, values.end());
+  return values[k];
+}
+
+// p75 / p25 of a sample: ~1 on a quiet machine; far above 1 when the
+// forwards split into fast ones and preempted ones, where medians stop
+// being comparable.
+double Spread(std::vector<double>& values) {
+  return Quantile(values, 0.75) / Quantile(values, 0.25);
 }
 
 // Forwards per block: enough for ~2 ms, so that a block's first, cache-cold
@@ -201,8 +209,9 @@ int64_t BlockSize(double forward_seconds) {
 // raw-chain forwards run, timed one by one but outside the benchmark time.
 // Counters: FLOPS (engine FLOP/s, mean over the run), raw_FLOPS (raw chain,
 // mean), engine_us and raw_us (median forward times; medians keep forwards
-// preempted on this shared machine from skewing the result) and ratio =
-// raw_us / engine_us (engine speed relative to the raw chain).
+// preempted on this shared machine from skewing the result), ratio =
+// raw_us / engine_us (engine speed relative to the raw chain), block and
+// spread (the larger p75/p25 of the two sides).
 void PairedForward(benchmark::State& state, Workbench& bench,
                    const BenchModel& model, int threads, int64_t rows,
                    const std::vector<int64_t>& batches) {
@@ -240,7 +249,8 @@ void PairedForward(benchmark::State& state, Workbench& bench,
     return absl::OkStatus();
   };
   // Warm-up (untimed for the result): wakes the OpenMP team, touches the
-  // buffers and estimates the forward time for the block size.
+  // buffers and estimates the forward time for the block size. Forwards
+  // over 10 ms need no more than one round.
   for (int i = 0; i < 3; ++i) {
     for (const absl::Status& s : {time_engine(), time_raw(1)}) {
       if (!s.ok()) {
@@ -248,6 +258,7 @@ void PairedForward(benchmark::State& state, Workbench& bench,
         return;
       }
     }
+    if (engine_times.back() > 10e-3) break;
   }
   const int64_t block = BlockSize(
       std::min(*std::min_element(engine_times.begin(), engine_times.end()),
@@ -288,12 +299,13 @@ void PairedForward(benchmark::State& state, Workbench& bench,
       benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["raw_FLOPS"] =
       flops * static_cast<double>(raw_times.size()) / raw_total;
-  const double engine_us = MedianOf(engine_times) * 1e6;
-  const double raw_us = MedianOf(raw_times) * 1e6;
+  const double engine_us = Quantile(engine_times, 0.5) * 1e6;
+  const double raw_us = Quantile(raw_times, 0.5) * 1e6;
   state.counters["engine_us"] = engine_us;
   state.counters["raw_us"] = raw_us;
   state.counters["ratio"] = raw_us / engine_us;
   state.counters["block"] = static_cast<double>(block);
+  state.counters["spread"] = std::max(Spread(engine_times), Spread(raw_times));
 }
 
 template <typename T>

@@ -132,6 +132,7 @@ absl::StatusOr<std::unique_ptr<RawChain>> RawChain::Create(
       built.weights = memory(pd.weights_desc(), state->cpu);
       dnnl::reorder(user_weights, built.weights)
           .execute(state->stream, user_weights, built.weights);
+      state->stream.wait();  // user_weights only lives in this iteration.
       if (has_bias) {
         built.bias = memory(bias_md, state->cpu);
         std::copy(layer.bias.begin(), layer.bias.end(),

@@ -27,8 +27,9 @@ class RawChain {
  public:
   // Builds the chain for `spec` (weights [units, in] row-major, as in
   // ModelSpec) running `rows` rows per call with `threads` OpenMP threads.
-  // The primitives are created with that thread count in effect, since
-  // oneDNN plans its parallel work split at creation time.
+  // The primitives are created with that thread count in effect (it stays
+  // set on the calling thread), since oneDNN plans its parallel work split
+  // at creation time.
   static absl::StatusOr<std::unique_ptr<RawChain>> Create(
       const engine::ModelSpec& spec, int64_t rows, int threads);
 

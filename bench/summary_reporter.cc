@@ -61,6 +61,7 @@ void SummaryReporter::ReportRuns(const std::vector<Run>& runs) {
     samples.engine_us.push_back(engine_us);
     samples.raw_us.push_back(raw_us);
     samples.ratio.push_back(CounterOr(run.counters, "ratio", 0));
+    samples.spread.push_back(CounterOr(run.counters, "spread", 1));
     samples.repetitions += has_iteration_runs ? 1 : run.repetitions;
   }
 }
@@ -72,7 +73,7 @@ void SummaryReporter::Finalize() {
          "repetitions of each run's median); GFLOP/s = 2*rows*sum(in*out) / "
          "median time.\n"
       << "ratio = engine speed / raw oneDNN chain speed (median over "
-         "repetitions of raw_us / engine_us); "
+         "repetitions of each run's raw_us / engine_us); "
       << absl::StrFormat(
              "targets: ratio >= %.2f at batch >= %d, %s batch 1 <= %.0f us.\n",
              targets_.min_ratio, targets_.ratio_min_batch,
@@ -81,6 +82,7 @@ void SummaryReporter::Finalize() {
                          "model", "threads", "batch", "engine_us", "raw_us",
                          "eng_GFLOPs", "raw_GFLOPs", "ratio", "reps", "note");
   misses_ = 0;
+  noisy_ = 0;
   errors_ = 0;
   for (const CaseKey& key : order_) {
     const Samples& s = cases_.at(key);
@@ -94,18 +96,25 @@ void SummaryReporter::Finalize() {
     const double engine_us = Median(s.engine_us);
     const double raw_us = Median(s.raw_us);
     const double ratio = Median(s.ratio);
+    const double spread = Median(s.spread);
     std::string note;
-    if (key.batch >= targets_.ratio_min_batch && ratio < targets_.min_ratio) {
-      note = absl::StrFormat("MISS: engine below %.0f%% of raw",
-                             100 * targets_.min_ratio);
-      ++misses_;
-    }
-    if (key.batch == 1 && key.model == targets_.latency_model &&
-        engine_us > targets_.max_batch1_us) {
-      absl::StrAppend(&note, note.empty() ? "" : "; ",
-                      absl::StrFormat("MISS: batch 1 above %.0f us",
-                                      targets_.max_batch1_us));
-      ++misses_;
+    if (spread > targets_.max_spread) {
+      note = absl::StrFormat(
+          "NOISY: p75/p25 %.1f, preempted forwards; not judged", spread);
+      ++noisy_;
+    } else {
+      if (key.batch >= targets_.ratio_min_batch && ratio < targets_.min_ratio) {
+        note = absl::StrFormat("MISS: engine below %.0f%% of raw",
+                               100 * targets_.min_ratio);
+        ++misses_;
+      }
+      if (key.batch == 1 && key.model == targets_.latency_model &&
+          engine_us > targets_.max_batch1_us) {
+        absl::StrAppend(&note, note.empty() ? "" : "; ",
+                        absl::StrFormat("MISS: batch 1 above %.0f us",
+                                        targets_.max_batch1_us));
+        ++misses_;
+      }
     }
     out << absl::StrFormat(
         "%-10s %7d %6d %12.2f %12.2f %10.1f %10.1f %7.3f %4d  %s\n", key.model,
@@ -113,8 +122,9 @@ void SummaryReporter::Finalize() {
         s.flops_per_forward / engine_us * 1e-3,
         s.flops_per_forward / raw_us * 1e-3, ratio, s.repetitions, note);
   }
-  out << absl::StrFormat("%d target miss(es), %d failed case(s).\n", misses_,
-                         errors_);
+  out << absl::StrFormat(
+      "%d target miss(es), %d noisy case(s) not judged, %d failed case(s).\n",
+      misses_, noisy_, errors_);
   out.flush();
 }
 

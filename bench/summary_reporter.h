@@ -35,6 +35,9 @@ struct Targets {
   // Batch-1 forward limit for `latency_model`.
   std::string latency_model = "mlp-784";
   double max_batch1_us = 40.0;
+  // Cases whose forward times spread more than this (p75/p25, median over
+  // repetitions) are marked noisy and not judged against the targets.
+  double max_spread = 1.5;
 };
 
 class SummaryReporter : public benchmark::ConsoleReporter {
@@ -43,21 +46,23 @@ class SummaryReporter : public benchmark::ConsoleReporter {
 
   // Declares that the benchmark registered as `benchmark_name` measures
   // `key`, a forward of `flops_per_forward` FLOP, and reports the counters
-  // engine_us, raw_us (median forward times) and ratio.
+  // engine_us, raw_us (median forward times), ratio and spread.
   void Register(const std::string& benchmark_name, const CaseKey& key,
                 double flops_per_forward);
 
   void ReportRuns(const std::vector<Run>& runs) override;
   void Finalize() override;
 
-  // Target misses and failed cases; valid after Finalize.
+  // Target misses, noisy cases (not judged) and failed cases; valid after
+  // Finalize.
   int misses() const { return misses_; }
+  int noisy() const { return noisy_; }
   int errors() const { return errors_; }
 
  private:
   struct Samples {
     // One entry per repetition (or one median aggregate, see ReportRuns).
-    std::vector<double> engine_us, raw_us, ratio;
+    std::vector<double> engine_us, raw_us, ratio, spread;
     int64_t repetitions = 0;
     double flops_per_forward = 0;
     std::string error;
@@ -68,6 +73,7 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   std::map<CaseKey, Samples> cases_;
   std::vector<CaseKey> order_;  // Registration order, for the table.
   int misses_ = 0;
+  int noisy_ = 0;
   int errors_ = 0;
 };
 
