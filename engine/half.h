@@ -127,11 +127,15 @@ inline std::optional<size_t> DecodeLittleEndian(DType dtype,
       }
       break;
     case DType::kF16:
+      for (size_t i = 0; i < count; ++i) {
+        out[i] = HalfToFloat(
+            static_cast<uint16_t>(bytes[2 * i] | bytes[2 * i + 1] << 8));
+      }
+      break;
     case DType::kBF16:
       for (size_t i = 0; i < count; ++i) {
-        const auto bits =
-            static_cast<uint16_t>(bytes[2 * i] | bytes[2 * i + 1] << 8);
-        out[i] = dtype == DType::kF16 ? HalfToFloat(bits) : Bf16ToFloat(bits);
+        out[i] = Bf16ToFloat(
+            static_cast<uint16_t>(bytes[2 * i] | bytes[2 * i + 1] << 8));
       }
       break;
   }
