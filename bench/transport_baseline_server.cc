@@ -24,6 +24,7 @@
 #include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "nnserve/v1/inference.grpc.pb.h"
 
 namespace nnserve {
@@ -269,4 +270,9 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace nnserve
 
-int main(int argc, char** argv) { return nnserve::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // Debian's Abseil is built with Mutex deadlock detection on, which taxes
+  // every gRPC-internal lock; the transport floor runs without it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return nnserve::Main(argc, argv);
+}
