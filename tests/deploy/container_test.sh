@@ -45,6 +45,15 @@ for tool in curl promtool; do
 done
 
 # --- private podman configuration and storage ------------------------------
+# A run killed without its trap (e.g. SIGKILL on a CTest timeout) leaves its
+# folder behind: remove those older than 3 hours (no test runs that long).
+find /var/tmp -maxdepth 1 -name 'nnserve-container-test.*' -mmin +180 2>/dev/null |
+  while read -r stale; do
+    log "removing stale $stale"
+    awk -v w="$stale" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null; done
+    rm -rf "$stale"
+  done
 work=$(mktemp -d /var/tmp/nnserve-container-test.XXXXXX)
 containers=()
 cleanup() {
