@@ -204,6 +204,20 @@ TEST(ModelTest, BatchesLargerThanOneChunk) {
   EXPECT_LE(ForwardError(*model, m, 1025, 3), kTolerance);
 }
 
+// More distinct batch sizes than the plan cache holds (128): the overflow
+// sizes run on temporary plans and must be just as correct.
+TEST(ModelTest, ManyDistinctBatchSizes) {
+  const RandomModel m = BuildRandomModel(
+      "sizes", 5, {{7, Activation::kSigmoid}, {3, Activation::kSoftmax}},
+      WeightLayout::kInOut, 13);
+  std::shared_ptr<const Model> model = CreateModel(m);
+  ASSERT_NE(model, nullptr);
+  for (int64_t rows = 1; rows <= 150; ++rows) {
+    ASSERT_LE(ForwardError(*model, m, rows, 500 + rows), kTolerance) << rows;
+  }
+  EXPECT_LE(ForwardError(*model, m, 150, 1), kTolerance);
+}
+
 TEST(ModelTest, TwoIntraOpThreads) {
   const RandomModel m = Mlp784();
   std::shared_ptr<const Model> model = CreateModel(m, {2, {1, 64}});
