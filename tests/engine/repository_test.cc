@@ -3,12 +3,18 @@
 // the problem and yields no model.
 #include "engine/repository.h"
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
+#include "engine/npy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/model_builder.h"
+#include "tests/util/reference.h"
 #include "tests/util/tensor_files.h"
 
 namespace nnserve::engine {
@@ -18,7 +24,9 @@ namespace fs = std::filesystem;
 using ::nnserve::testing::BuildRandomModel;
 using ::nnserve::testing::FileFormat;
 using ::nnserve::testing::LayerDef;
+using ::nnserve::testing::MaxRowRelativeError;
 using ::nnserve::testing::RandomModel;
+using ::nnserve::testing::ReferenceForward;
 using ::nnserve::testing::ScopedTempDir;
 using ::nnserve::testing::WriteFile;
 using ::nnserve::testing::WriteModelDir;
@@ -267,6 +275,85 @@ TEST(RepositoryTest, CorruptTensorFileIsReportedWithPath) {
       WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
   WriteFile(dir / "1" / "model.safetensors", "garbage");
   EXPECT_THAT(LoadError(dir), HasSubstr("1/model.safetensors"));
+}
+
+// The example repository shipped in models/ (found relative to this source
+// file, so the test works from any working directory).
+fs::path SourceModelsDir() {
+  return fs::path(__FILE__).parent_path().parent_path().parent_path() /
+         "models";
+}
+
+absl::StatusOr<std::string> ReadAll(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(path.string());
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(ExampleRepositoryTest, EveryExampleModelLoadsAndMatchesReference) {
+  absl::StatusOr<std::vector<std::string>> names =
+      ListModelNames(SourceModelsDir());
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_THAT(*names, ::testing::Contains("digits"));
+  for (const std::string& name : *names) {
+    SCOPED_TRACE(name);
+    const fs::path dir = SourceModelsDir() / name;
+    absl::StatusOr<std::shared_ptr<const Model>> model =
+        LoadModel(dir, 0, EngineOptions{});
+    ASSERT_TRUE(model.ok()) << model.status();
+    absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(dir);
+    ASSERT_TRUE(config.ok()) << config.status();
+    absl::StatusOr<TensorMap> tensors =
+        ReadTensors(dir / std::to_string((*model)->info().version), *config);
+    ASSERT_TRUE(tensors.ok()) << tensors.status();
+    const fs::path sample = dir / "sample_input.npy";
+    if (!fs::exists(sample)) continue;
+    absl::StatusOr<std::string> bytes = ReadAll(sample);
+    ASSERT_TRUE(bytes.ok());
+    absl::StatusOr<Tensor> input = ParseNpy(*bytes, sample.string());
+    ASSERT_TRUE(input.ok()) << input.status();
+    ASSERT_EQ(input->shape.size(), 2u);
+    const int64_t rows = input->shape[0];
+    std::vector<float> output(rows * (*model)->output_size());
+    ASSERT_TRUE((*model)->Forward(input->values, rows, output).ok());
+    EXPECT_LE(
+        MaxRowRelativeError(
+            output, ReferenceForward(*config, *tensors, input->values, rows),
+            rows),
+        1e-5);
+  }
+}
+
+// digits is a trained classifier: its samples must be classified correctly
+// (sample_labels.npy is int64, read here directly: '<i8', version 1.0).
+TEST(ExampleRepositoryTest, DigitsClassifiesItsSamples) {
+  const fs::path dir = SourceModelsDir() / "digits";
+  absl::StatusOr<std::shared_ptr<const Model>> model =
+      LoadModel(dir, 0, EngineOptions{});
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<std::string> input_bytes = ReadAll(dir / "sample_input.npy");
+  absl::StatusOr<std::string> label_bytes = ReadAll(dir / "sample_labels.npy");
+  ASSERT_TRUE(input_bytes.ok() && label_bytes.ok());
+  absl::StatusOr<Tensor> input = ParseNpy(*input_bytes, "sample_input.npy");
+  ASSERT_TRUE(input.ok()) << input.status();
+  const int64_t rows = input->shape[0];
+  ASSERT_GE(label_bytes->size(), 10u);
+  const size_t header = 10 + static_cast<uint8_t>((*label_bytes)[8]) +
+                        256 * static_cast<uint8_t>((*label_bytes)[9]);
+  ASSERT_THAT(label_bytes->substr(10, header - 10), HasSubstr("'<i8'"));
+  ASSERT_EQ(label_bytes->size(), header + 8 * rows);
+  std::vector<float> output(rows * 10);
+  ASSERT_TRUE((*model)->Forward(input->values, rows, output).ok());
+  int correct = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t label = 0;
+    std::memcpy(&label, label_bytes->data() + header + 8 * r, 8);
+    const auto row = std::span<const float>(output).subspan(r * 10, 10);
+    const int64_t predicted =
+        std::max_element(row.begin(), row.end()) - row.begin();
+    correct += predicted == label;
+  }
+  EXPECT_GE(correct, rows - 1) << "of " << rows;
 }
 
 }  // namespace
