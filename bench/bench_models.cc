@@ -49,6 +49,18 @@ std::string BenchModel::ShapeString() const {
   return text;
 }
 
+int64_t BenchModel::SubnormalParameters() const {
+  int64_t count = 0;
+  for (const engine::LayerSpec& layer : spec->layers) {
+    for (const std::vector<float>* values : {&layer.weight, &layer.bias}) {
+      for (float x : *values) {
+        if (std::fpclassify(x) == FP_SUBNORMAL) ++count;
+      }
+    }
+  }
+  return count;
+}
+
 absl::StatusOr<std::shared_ptr<const engine::Model>>
 BenchModel::CreateEngineModel(const engine::EngineOptions& options) const {
   if (!model_dir.empty()) {

@@ -35,6 +35,10 @@ struct BenchModel {
   int64_t FlopsPerRow() const;
   // "64→32 RELU→10 SOFTMAX".
   std::string ShapeString() const;
+  // Weights and biases that are subnormal floats (0 < |x| < 2^-126): on
+  // this CPU every FMA touching one takes a slow path, so a handful of them
+  // can make a forward several times slower.
+  int64_t SubnormalParameters() const;
   // Builds the engine's model from the same weights the spec holds:
   // engine::LoadModel for repository models, Model::Create otherwise.
   absl::StatusOr<std::shared_ptr<const engine::Model>> CreateEngineModel(

@@ -366,6 +366,22 @@ bool ParseOwnFlags(int& argc, char** argv, Options& options) {
   return true;
 }
 
+// --help: this program's own flags, then Google Benchmark's.
+void PrintHelp() {
+  std::cout
+      << "engine_bench: nnserve engine forward pass vs a raw oneDNN chain.\n"
+         "  --model_repository=DIR  where digits/ and mlp-784/ are (default "
+      << NNSERVE_BENCH_DEFAULT_REPOSITORY
+      << ")\n"
+         "  --models=a,b            subset of digits,mlp-784,wide-4096\n"
+         "  --threads=1,2           EngineOptions::intra_op_threads values\n"
+         "  --batches=1,8,64,256,1024  rows per forward\n"
+         "Defaults given to Google Benchmark (override them):";
+  for (const char* flag : kDefaultBenchmarkFlags) std::cout << " " << flag;
+  std::cout << "\n\n";
+  benchmark::PrintDefaultHelp();
+}
+
 absl::StatusOr<BenchModel> LoadNamed(const Options& options,
                                      const std::string& name) {
   using engine::Activation;
@@ -398,7 +414,7 @@ int Main(int argc, char** argv) {
   }
   args.insert(args.end(), argv + 1, argv + argc);
   int args_count = static_cast<int>(args.size());
-  benchmark::Initialize(&args_count, args.data());
+  benchmark::Initialize(&args_count, args.data(), PrintHelp);
   if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) {
     return 2;
   }
@@ -414,6 +430,14 @@ int Main(int argc, char** argv) {
     std::cout << absl::StrCat(model->name, ": ", model->ShapeString(), "; ",
                               model->FlopsPerRow(), " FLOP per row; ",
                               model->source, "\n");
+    if (const int64_t subnormal = model->SubnormalParameters(); subnormal > 0) {
+      std::cout << "  WARNING: " << model->name << " has " << subnormal
+                << " subnormal weight/bias values (0 < |x| < 2^-126); on "
+                   "this CPU they put FMAs on a slow path, which can make "
+                   "forwards several times slower (engine and raw chain "
+                   "alike). Flushing them to zero at load or export avoids "
+                   "it.\n";
+    }
     models.push_back(*std::move(model));
   }
   std::cout << "OpenMP max threads " << omp_get_max_threads()
