@@ -230,7 +230,7 @@ void PairedForward(benchmark::State& state, Workbench& bench,
   const std::vector<float>& input = bench.Input(model, rows);
   std::vector<float>& output = bench.Output(model, rows);
   std::vector<double> engine_times, raw_times;
-  // Times one forward of each side into its vector; false on failure.
+  // Time forwards one by one into each side's vector.
   auto time_engine = [&]() -> absl::Status {
     const Clock::time_point start = Clock::now();
     absl::Status s = (*engine)->Forward(input, rows, output);
