@@ -8,8 +8,8 @@
 # usage: compare_transport.sh NNSERVE NNSERVE_CLI TRANSPORT_BASELINE [MODELS_DIR]
 #   (cmake --build <dir> --target compare_transport passes these)
 # environment: MODEL (digits), BATCH (1), CONCURRENCY ("1 8 32"),
-#   DURATION seconds per run (3), WARMUP seconds (1), ROUNDS (3; the
-#   median of each metric over the rounds is reported), RAW (0; 1 = raw
+#   DURATION seconds per run (2), WARMUP seconds (1), ROUNDS (5; medians
+#   over the rounds are reported, ratios paired per round), RAW (0; 1 = raw
 #   tensor encoding), NNSERVE_ARGS (extra `nnserve serve` flags).
 # Targets: p50 at concurrency 1 <= 1.15x baseline; throughput at
 # concurrency >= 8 >= 0.85x baseline. Exits 1 when a call failed or a
@@ -27,9 +27,9 @@ MODELS=${4:-$(cd "$(dirname "$0")/.." && pwd)/models}
 MODEL=${MODEL:-digits}
 BATCH=${BATCH:-1}
 CONCURRENCY=${CONCURRENCY:-"1 8 32"}
-DURATION=${DURATION:-3}
+DURATION=${DURATION:-2}
 WARMUP=${WARMUP:-1}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 RAW=${RAW:-0}
 PY=/usr/bin/python3
 
@@ -140,8 +140,12 @@ rows, failed = [], 0
 for c in levels:
     b, n = load("baseline", c), load("nnserve", c)
     failed += sum(r["failed_calls"] for r in b + n)
-    p50_ratio = med(n, "p50") / med(b, "p50")
-    thr_ratio = med(n, "calls_per_second") / med(b, "calls_per_second")
+    # Ratios are paired per round (the two runs of a round are adjacent in
+    # time and see the same background load), then the median is taken.
+    p50_ratio = statistics.median(
+        y["latency_us"]["p50"] / x["latency_us"]["p50"] for x, y in zip(b, n))
+    thr_ratio = statistics.median(
+        y["calls_per_second"] / x["calls_per_second"] for x, y in zip(b, n))
     if c == 1:
         target = f"p50 <= 1.15x: {'PASS' if p50_ratio <= 1.15 else 'MISS'}"
     else:
@@ -153,7 +157,8 @@ for c in levels:
 widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
 for r in [header] + rows:
     print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
-print(f"(medians over {rounds} rounds; ratio = nnserve / baseline)")
+print(f"(medians over {rounds} rounds; ratio = median over rounds of "
+      "nnserve / baseline in the same round)")
 if failed:
     print(f"error: {failed} calls failed; see the per-run JSON", file=sys.stderr)
     sys.exit(1)
