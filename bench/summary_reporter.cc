@@ -68,19 +68,26 @@ void SummaryReporter::ReportRuns(const std::vector<Run>& runs) {
 
 void SummaryReporter::Finalize() {
   std::ostream& out = GetOutputStream();
-  out << "\nSummary: engine and raw chain run in alternating blocks of "
-         "forwards (~2 ms each); times are median forwards\n(median over "
-         "repetitions of each run's median); GFLOP/s = 2*rows*sum(in*out) / "
-         "median time.\n"
-      << "ratio = engine speed / raw oneDNN chain speed (median over "
-         "repetitions of each run's raw_us / engine_us); "
+  out << "\nSummary. Engine and raw chain run in alternating blocks of "
+         "forwards (~2 ms each) within each repetition.\n"
+         "engine_us, raw_us: median forward, median over repetitions (taken "
+         "per column, so on a loaded machine they may come\n"
+         "  from different repetitions); GFLOP/s = 2*rows*sum(in*out) / that "
+         "time.\n"
+         "ratio: engine speed / raw oneDNN chain speed = raw_us / engine_us "
+         "within a repetition (same load on both sides),\n"
+         "  median over repetitions; ratio_range: its min-max over "
+         "repetitions.\n"
       << absl::StrFormat(
-             "targets: ratio >= %.2f at batch >= %d, %s batch 1 <= %.0f us.\n",
+             "Targets: ratio >= %.2f at batch >= %d; %s batch 1 <= %.0f us. "
+             "NOISY (p75/p25 of forwards > %.1f): not judged.\n",
              targets_.min_ratio, targets_.ratio_min_batch,
-             targets_.latency_model, targets_.max_batch1_us);
-  out << absl::StrFormat("%-10s %7s %6s %12s %12s %10s %10s %7s %4s  %s\n",
+             targets_.latency_model, targets_.max_batch1_us,
+             targets_.max_spread);
+  out << absl::StrFormat("%-10s %7s %6s %12s %12s %10s %10s %7s %11s %4s  %s\n",
                          "model", "threads", "batch", "engine_us", "raw_us",
-                         "eng_GFLOPs", "raw_GFLOPs", "ratio", "reps", "note");
+                         "eng_GFLOPs", "raw_GFLOPs", "ratio", "ratio_range",
+                         "reps", "note");
   misses_ = 0;
   noisy_ = 0;
   errors_ = 0;
@@ -116,11 +123,15 @@ void SummaryReporter::Finalize() {
         ++misses_;
       }
     }
+    const auto [low, high] =
+        std::minmax_element(s.ratio.begin(), s.ratio.end());
     out << absl::StrFormat(
-        "%-10s %7d %6d %12.2f %12.2f %10.1f %10.1f %7.3f %4d  %s\n", key.model,
-        key.threads, key.batch, engine_us, raw_us,
+        "%-10s %7d %6d %12.2f %12.2f %10.1f %10.1f %7.3f  %4.2f-%4.2f %4d  "
+        "%s\n",
+        key.model, key.threads, key.batch, engine_us, raw_us,
         s.flops_per_forward / engine_us * 1e-3,
-        s.flops_per_forward / raw_us * 1e-3, ratio, s.repetitions, note);
+        s.flops_per_forward / raw_us * 1e-3, ratio, *low, *high, s.repetitions,
+        note);
   }
   out << absl::StrFormat(
       "%d target miss(es), %d noisy case(s) not judged, %d failed case(s).\n",
