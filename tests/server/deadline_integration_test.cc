@@ -65,14 +65,14 @@ TEST(DeadlineIntegrationTest, CallExpiredInTheQueueIsNotRun) {
   ScopedTempDir repo("nnserve_deadline_itest");
   // ~2.1 M parameters: a 1024-row call is ~4.3 GFLOP, at least ~20 ms even
   // at this CPU's peak, and one inference worker runs them one at a time.
-  WriteModelDir(
-      repo.path(),
-      BuildRandomModel(
-          "heavy", 8,
-          {Layer(1024, Activation::kRelu), Layer(1024, Activation::kRelu),
-           Layer(1024, Activation::kRelu), Layer(10, Activation::kSoftmax)},
-          WeightLayout::kOutIn, 3),
-      1, FileFormat::kSafetensors, engine::DType::kF32);
+  WriteModelDir(repo.path(),
+                BuildRandomModel("heavy", 8,
+                                 {LayerDef(1024, Activation::kRelu),
+                                  LayerDef(1024, Activation::kRelu),
+                                  LayerDef(1024, Activation::kRelu),
+                                  LayerDef(10, Activation::kSoftmax)},
+                                 WeightLayout::kOutIn, 3),
+                1, FileFormat::kSafetensors, engine::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   options.extra_args = {"--threads=1"};

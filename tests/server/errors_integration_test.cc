@@ -31,8 +31,8 @@ class ErrorsIntegrationTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     repo_ = new ScopedTempDir("nnserve_errors_itest");
-    const std::vector<LayerDef> small = {Layer(3, Activation::kRelu),
-                                         Layer(2, Activation::kSoftmax)};
+    const std::vector<LayerDef> small = {LayerDef(3, Activation::kRelu),
+                                         LayerDef(2, Activation::kSoftmax)};
     WriteModelDir(repo_->path(),
                   BuildRandomModel("small", 4, small, WeightLayout::kOutIn, 1),
                   1, FileFormat::kSafetensors, engine::DType::kF32);
@@ -41,14 +41,14 @@ class ErrorsIntegrationTest : public ::testing::Test {
                   2, FileFormat::kSafetensors, engine::DType::kF32);
     WriteModelDir(
         repo_->path(),
-        BuildRandomModel("other", 3, {Layer(2, Activation::kIdentity)},
+        BuildRandomModel("other", 3, {LayerDef(2, Activation::kIdentity)},
                          WeightLayout::kInOut, 3),
         1, FileFormat::kNpy, engine::DType::kF32);
-    WriteModelDir(
-        repo_->path(),
-        BuildRandomModel("huge_input", 4096, {Layer(2, Activation::kIdentity)},
-                         WeightLayout::kOutIn, 4),
-        1, FileFormat::kSafetensors, engine::DType::kF32);
+    WriteModelDir(repo_->path(),
+                  BuildRandomModel("huge_input", 4096,
+                                   {LayerDef(2, Activation::kIdentity)},
+                                   WeightLayout::kOutIn, 4),
+                  1, FileFormat::kSafetensors, engine::DType::kF32);
     ServerOptions options;
     options.model_repository = repo_->path();
     options.extra_args = {

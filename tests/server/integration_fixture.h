@@ -16,7 +16,6 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,18 +79,6 @@ inline absl::StatusOr<RunningServer> StartServer(
       timeout, "health SERVING for \"\" and nnserve.v1.Inference");
   if (!serving.ok()) return serving;
   return server;
-}
-
-// A layer for BuildRandomModel (LayerDef without aggregate-init warnings).
-inline LayerDef Layer(int64_t units, engine::Activation activation,
-                      bool bias = true,
-                      std::optional<float> alpha = std::nullopt) {
-  LayerDef layer;
-  layer.units = units;
-  layer.activation = activation;
-  layer.bias = bias;
-  layer.alpha = alpha;
-  return layer;
 }
 
 // The reference output of `model` for `batch` ([rows, output units],

@@ -50,9 +50,9 @@ class PredictIntegrationTest : public ::testing::Test {
       WriteModelDir(repo_->path(), model, version, format, engine::DType::kF32);
       models_->push_back({std::move(model), version});
     };
-    const std::vector<LayerDef> alpha = {Layer(16, Activation::kRelu),
-                                         Layer(8, Activation::kTanh),
-                                         Layer(5, Activation::kSoftmax)};
+    const std::vector<LayerDef> alpha = {LayerDef(16, Activation::kRelu),
+                                         LayerDef(8, Activation::kTanh),
+                                         LayerDef(5, Activation::kSoftmax)};
     const std::vector<std::string> alpha_labels = {"ant", "bee", "cat", "dog",
                                                    "eel"};
     add("alpha", 12, alpha, WeightLayout::kOutIn, 11, 1,
@@ -60,19 +60,19 @@ class PredictIntegrationTest : public ::testing::Test {
     add("alpha", 12, alpha, WeightLayout::kOutIn, 12, 2,
         FileFormat::kSafetensors, alpha_labels);
     add("beta", 9,
-        {Layer(20, Activation::kGelu),
-         Layer(11, Activation::kSigmoid, /*bias=*/false)},
+        {LayerDef(20, Activation::kGelu),
+         LayerDef(11, Activation::kSigmoid, /*bias=*/false)},
         WeightLayout::kInOut, 21, 3, FileFormat::kNpy, {});
     add("gamma", 6,
-        {Layer(10, Activation::kLeakyRelu, true, 0.2f),
-         Layer(7, Activation::kElu, true, 0.5f),
-         Layer(4, Activation::kIdentity)},
+        {LayerDef(10, Activation::kLeakyRelu, true, 0.2f),
+         LayerDef(7, Activation::kElu, true, 0.5f),
+         LayerDef(4, Activation::kIdentity)},
         WeightLayout::kInOut, 31, 1, FileFormat::kSafetensors, {});
     std::vector<std::string> digits;
     for (int i = 0; i < 10; ++i) digits.push_back(absl::StrCat("d", i));
     add("wide", 64,
-        {Layer(256, Activation::kRelu), Layer(128, Activation::kGelu),
-         Layer(10, Activation::kSoftmax)},
+        {LayerDef(256, Activation::kRelu), LayerDef(128, Activation::kGelu),
+         LayerDef(10, Activation::kSoftmax)},
         WeightLayout::kOutIn, 41, 1, FileFormat::kSafetensors, digits);
 
     ServerOptions options;
