@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <mutex>
 #include <utility>
@@ -84,6 +85,16 @@ absl::Status ExecuteError(dnnl_status_t status, std::string_view what,
   return absl::InternalError(
       absl::StrCat("oneDNN ", Sv(what), " of layer '", Sv(layer),
                    "' failed: ", dnnl_status2str(status)));
+}
+
+// Replaces subnormal values (|x| < 2^-126) by zero of the same sign. x86
+// handles subnormal operands through microcode assists: with the 27
+// subnormal weights of models/digits a batch-64 forward took 4x longer. Their
+// contribution to any output is below f32 resolution of a normal result.
+void FlushSubnormals(std::vector<float>& values) {
+  for (float& v : values) {
+    if (std::fpclassify(v) == FP_SUBNORMAL) v = std::copysign(0.0f, v);
+  }
 }
 
 // Sets the calling thread's OpenMP thread count (a per-thread ICV) and
@@ -255,6 +266,8 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Create(
     lw.alpha = ls.alpha;
     lw.plain = std::move(ls.weight);
     lw.bias_values = std::move(ls.bias);
+    FlushSubnormals(lw.plain);
+    FlushSubnormals(lw.bias_values);
     impl->layers.push_back(std::move(lw));
   }
 

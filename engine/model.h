@@ -70,6 +70,9 @@ class Model {
   // Builds the oneDNN execution plan for `spec`. `read_seconds` is the time
   // the caller spent reading files, added into info().load_seconds.
   // oneDNN errors are converted to absl::Status here; none escape.
+  // Subnormal weights and biases are flushed to zero for execution (x86
+  // runs them through slow microcode assists); info() describes the values
+  // as given.
   static absl::StatusOr<std::shared_ptr<const Model>> Create(
       ModelSpec spec, int64_t version, const EngineOptions& options,
       double read_seconds = 0);

@@ -218,6 +218,23 @@ TEST(ModelTest, ManyDistinctBatchSizes) {
   EXPECT_LE(ForwardError(*model, m, 150, 1), kTolerance);
 }
 
+TEST(ModelTest, SubnormalWeightsStillGiveReferenceResults) {
+  RandomModel m = BuildRandomModel(
+      "sub", 16, {{12, Activation::kRelu}, {4, Activation::kSoftmax}},
+      WeightLayout::kOutIn, 14);
+  std::vector<float>& w = m.tensors["fc0.weight"].values;
+  for (size_t i = 0; i < w.size(); i += 3) w[i] = (i % 2 ? 1e-40f : -3e-39f);
+  for (float& b : m.tensors["fc1.bias"].values) b = 1e-40f;
+  std::shared_ptr<const Model> model = CreateModel(m, {1, {1, 64}});
+  ASSERT_NE(model, nullptr);
+  for (int64_t rows : {1, 64}) {
+    EXPECT_LE(ForwardError(*model, m, rows, 900 + rows), kTolerance) << rows;
+  }
+  // info() describes the values as given, not the flushed ones.
+  EXPECT_EQ(model->info().layers[1].bias.max, double{1e-40f});
+  EXPECT_EQ(model->info().layers[1].bias.min, double{1e-40f});
+}
+
 TEST(ModelTest, TwoIntraOpThreads) {
   const RandomModel m = Mlp784();
   std::shared_ptr<const Model> model = CreateModel(m, {2, {1, 64}});
