@@ -39,6 +39,36 @@ absl::Status ValidateRowBatch(const RowBatch& batch) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<RowBatch> MakeRowBatch(
+    const std::vector<std::vector<float>>& rows) {
+  if (rows.empty() || rows.front().empty()) {
+    return absl::InvalidArgumentError(
+        "rows must hold at least one row with at least one value");
+  }
+  RowBatch batch;
+  batch.rows = static_cast<int64_t>(rows.size());
+  batch.cols = static_cast<int64_t>(rows.front().size());
+  batch.values.reserve(batch.rows * batch.cols);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (static_cast<int64_t>(rows[r].size()) != batch.cols) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("row ", r, " has ", rows[r].size(), " values; expected ",
+                       batch.cols, " like row 0"));
+    }
+    batch.values.insert(batch.values.end(), rows[r].begin(), rows[r].end());
+  }
+  return batch;
+}
+
+std::vector<std::vector<float>> ToRowVectors(const RowBatch& batch) {
+  std::vector<std::vector<float>> rows;
+  rows.reserve(batch.rows);
+  for (int64_t r = 0; r < batch.rows; ++r) {
+    rows.emplace_back(batch.row(r), batch.row(r) + batch.cols);
+  }
+  return rows;
+}
+
 absl::Status EncodeTensor(const RowBatch& batch, Encoding encoding,
                           v1::Tensor* tensor) {
   if (absl::Status s = ValidateRowBatch(batch); !s.ok()) return s;

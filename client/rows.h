@@ -26,6 +26,14 @@ struct RowBatch {
   const float* row(int64_t r) const { return values.data() + r * cols; }
 };
 
+// Packs rows given as vectors (all the same non-zero length) into a batch;
+// a ragged or empty input names the offending row and the lengths.
+absl::StatusOr<RowBatch> MakeRowBatch(
+    const std::vector<std::vector<float>>& rows);
+
+// The rows of `batch` as vectors (the inverse of MakeRowBatch).
+std::vector<std::vector<float>> ToRowVectors(const RowBatch& batch);
+
 // How a Tensor carries its data (see inference.proto).
 enum class Encoding { kValues, kRaw };
 

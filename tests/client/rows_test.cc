@@ -117,6 +117,20 @@ TEST(RowsTest, RequestBuildingValidatesItsInputs) {
   EXPECT_FALSE(ValidateRowBatch(RowBatch{0, 3, {}}).ok());
 }
 
+TEST(RowsTest, RowVectorsPackAndUnpack) {
+  absl::StatusOr<RowBatch> batch = MakeRowBatch({{1, 2, 3}, {4, 5, 6}});
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_EQ(batch->rows, 2);
+  EXPECT_EQ(batch->cols, 3);
+  EXPECT_THAT(batch->values, ElementsAre(1, 2, 3, 4, 5, 6));
+  EXPECT_THAT(ToRowVectors(*batch),
+              ElementsAre(ElementsAre(1, 2, 3), ElementsAre(4, 5, 6)));
+  EXPECT_THAT(MakeRowBatch({{1, 2}, {3}}).status().message(),
+              HasSubstr("row 1 has 1 values; expected 2 like row 0"));
+  EXPECT_FALSE(MakeRowBatch({}).ok());
+  EXPECT_FALSE(MakeRowBatch({{}}).ok());
+}
+
 TEST(RowsTest, RandomRowsAreSeededAndInUnitRange) {
   const RowBatch a = RandomRows(4, 64, 42);
   const RowBatch b = RandomRows(4, 64, 42);
