@@ -1,11 +1,18 @@
 #include "server/serve_command.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -44,6 +51,41 @@ absl::Status WritePortFile(const std::string& path, int grpc_port,
         "cannot rename '", temp, "' to '", path, "': ", error.message()));
   }
   return absl::OkStatus();
+}
+
+// Connects to and disconnects from the metrics port once, which wakes
+// civetweb's accept loop (it polls with a 2 s timeout) so that a pending
+// mg_stop returns at once. Wildcard hosts are reached via 127.0.0.1; only
+// IPv4 literals are poked (others just take the slow path).
+void PokeMetricsPort(const std::string& metrics_address, int port) {
+  std::string host = metrics_address.substr(0, metrics_address.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "localhost") {
+    host = "127.0.0.1";
+  }
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &address.sin_addr) != 1) return;
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  close(fd);
+}
+
+// Stops the metrics endpoint on a helper thread while the caller keeps
+// waking civetweb's accept loop; returns once the Exposer is destroyed.
+void StopExposer(std::unique_ptr<prometheus::Exposer> exposer,
+                 const std::string& metrics_address, int port) {
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    exposer.reset();
+    stopped.store(true);
+  });
+  while (!stopped.load()) {
+    PokeMetricsPort(metrics_address, port);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  stopper.join();
 }
 
 absl::Status Fail(absl::Status status) {
@@ -86,6 +128,15 @@ absl::Status RunServe(const ServeOptions& options) {
   exposer->RegisterCollectable(process);
   const std::vector<int> metrics_ports = exposer->GetListeningPorts();
   const int metrics_port = metrics_ports.empty() ? 0 : metrics_ports.front();
+  // On every exit path, stop the endpoint quickly (see StopExposer).
+  struct MetricsEndpointStopper {
+    std::unique_ptr<prometheus::Exposer>& exposer;
+    const std::string& address;
+    int port;
+    ~MetricsEndpointStopper() {
+      if (exposer) StopExposer(std::move(exposer), address, port);
+    }
+  } metrics_stopper{exposer, options.metrics_address, metrics_port};
 
   auto models = ModelManager::Create(options.model_repository, &metrics,
                                      options.allow_load_failures);
@@ -170,6 +221,7 @@ absl::Status RunServe(const ServeOptions& options) {
           std::chrono::duration<double>(options.shutdown_timeout_seconds)));
   server->Wait();
   pool.Shutdown();
+  StopExposer(std::move(exposer), options.metrics_address, metrics_port);
   spdlog::info("event=shutdown_complete duration_seconds={:.3f}",
                std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                              shutdown_start)

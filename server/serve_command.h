@@ -13,7 +13,8 @@
 // Shutdown on SIGTERM/SIGINT (see signals.h): health NOT_SERVING, no new
 // calls, in-flight calls finish (grpc::Server::Shutdown with a deadline of
 // --shutdown-timeout; calls still running then are cancelled), workers
-// joined, exit 0. Call BlockTerminationSignals() in main before RunServe.
+// joined, metrics endpoint stopped (it stays up during the drain), exit 0.
+// Call BlockTerminationSignals() in main before RunServe.
 //
 // RunServe owns every server object for its duration; not re-entrant.
 #ifndef NNSERVE_SERVER_SERVE_COMMAND_H_
