@@ -52,7 +52,6 @@ constexpr const char* kDefaultBenchmarkFlags[] = {
     "--benchmark_repetitions=3",
     "--benchmark_enable_random_interleaving=true",
     "--benchmark_min_time=0.2",
-    "--benchmark_display_aggregates_only=true",
 };
 
 // State shared by all benchmarks. Google Benchmark runs them one at a time
@@ -431,12 +430,10 @@ int Main(int argc, char** argv) {
                               model->FlopsPerRow(), " FLOP per row; ",
                               model->source, "\n");
     if (const int64_t subnormal = model->SubnormalParameters(); subnormal > 0) {
-      std::cout << "  WARNING: " << model->name << " has " << subnormal
-                << " subnormal weight/bias values (0 < |x| < 2^-126); on "
-                   "this CPU they put FMAs on a slow path, which can make "
-                   "forwards several times slower (engine and raw chain "
-                   "alike). Flushing them to zero at load or export avoids "
-                   "it.\n";
+      std::cout << "  note: " << model->name << " has " << subnormal
+                << " subnormal weight/bias values (0 < |x| < 2^-126); the "
+                   "engine and the raw chain both flush them to zero (on "
+                   "this CPU they put FMAs on a slow path).\n";
     }
     models.push_back(*std::move(model));
   }

@@ -4,8 +4,9 @@
 // examples recommend and nothing more: weights created with
 // format_tag::any and reordered once, bias passed to the matmul, the
 // activation fused as an eltwise post-op, softmax as a separate in-place
-// primitive at the end. Everything is built in Create; Run only swaps data
-// handles and executes.
+// primitive at the end. Like the engine, it flushes subnormal weights and
+// biases to zero (they would put every FMA touching them on a slow path).
+// Everything is built in Create; Run only swaps data handles and executes.
 //
 // A RawChain owns its oneDNN engine, stream, primitives, reordered weights
 // and intermediate buffers. It copies what it needs from the ModelSpec (the

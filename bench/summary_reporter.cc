@@ -37,20 +37,30 @@ void SummaryReporter::Register(const std::string& benchmark_name,
 }
 
 void SummaryReporter::ReportRuns(const std::vector<Run>& runs) {
-  benchmark::ConsoleReporter::ReportRuns(runs);
-  // `runs` holds one benchmark's repetitions, plus aggregates when repeated.
-  // With --benchmark_display_aggregates_only only the aggregates reach the
-  // display reporter; then the "median" aggregate stands in for the runs.
-  const bool has_iteration_runs = std::any_of(
-      runs.begin(), runs.end(),
-      [](const Run& run) { return run.run_type == Run::RT_Iteration; });
+  // Google Benchmark calls this once with a benchmark's repetitions and,
+  // when repeated, once more with their aggregates (mean, median, stddev,
+  // cv). The console shows the aggregates of repeated benchmarks, the runs
+  // of single ones and any error. The summary uses the repetitions; with
+  // --benchmark_display_aggregates_only only the aggregates arrive, and the
+  // "median" aggregate stands in for them.
+  std::vector<Run> shown;
   for (const Run& run : runs) {
-    const bool use = has_iteration_runs ? run.run_type == Run::RT_Iteration
-                                        : run.aggregate_name == "median";
-    if (!use) continue;
+    if (run.run_type == Run::RT_Aggregate || run.repetitions <= 1 ||
+        run.error_occurred) {
+      shown.push_back(run);
+    }
+  }
+  if (!shown.empty()) benchmark::ConsoleReporter::ReportRuns(shown);
+
+  for (const Run& run : runs) {
     auto key = by_name_.find(run.run_name.function_name);
     if (key == by_name_.end()) continue;
     Samples& samples = cases_[key->second];
+    const bool aggregate = run.run_type == Run::RT_Aggregate;
+    if (aggregate && (run.aggregate_name != "median" ||
+                      samples.repetitions > 0 || !samples.error.empty())) {
+      continue;  // Repetitions (or their error) already recorded.
+    }
     if (run.error_occurred) {
       samples.error = run.error_message;
       continue;
@@ -62,7 +72,8 @@ void SummaryReporter::ReportRuns(const std::vector<Run>& runs) {
     samples.raw_us.push_back(raw_us);
     samples.ratio.push_back(CounterOr(run.counters, "ratio", 0));
     samples.spread.push_back(CounterOr(run.counters, "spread", 1));
-    samples.repetitions += has_iteration_runs ? 1 : run.repetitions;
+    samples.repetitions += aggregate ? run.repetitions : 1;
+    samples.from_aggregate = aggregate;
   }
 }
 
@@ -125,13 +136,13 @@ void SummaryReporter::Finalize() {
     }
     const auto [low, high] =
         std::minmax_element(s.ratio.begin(), s.ratio.end());
+    const std::string range =
+        s.from_aggregate ? "n/a" : absl::StrFormat("%4.2f-%4.2f", *low, *high);
     out << absl::StrFormat(
-        "%-10s %7d %6d %12.2f %12.2f %10.1f %10.1f %7.3f  %4.2f-%4.2f %4d  "
-        "%s\n",
+        "%-10s %7d %6d %12.2f %12.2f %10.1f %10.1f %7.3f %11s %4d  %s\n",
         key.model, key.threads, key.batch, engine_us, raw_us,
         s.flops_per_forward / engine_us * 1e-3,
-        s.flops_per_forward / raw_us * 1e-3, ratio, *low, *high, s.repetitions,
-        note);
+        s.flops_per_forward / raw_us * 1e-3, ratio, range, s.repetitions, note);
   }
   out << absl::StrFormat(
       "%d target miss(es), %d noisy case(s) not judged, %d failed case(s).\n",

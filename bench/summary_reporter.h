@@ -64,6 +64,7 @@ class SummaryReporter : public benchmark::ConsoleReporter {
     // One entry per repetition (or one median aggregate, see ReportRuns).
     std::vector<double> engine_us, raw_us, ratio, spread;
     int64_t repetitions = 0;
+    bool from_aggregate = false;  // Only median aggregates were reported.
     double flops_per_forward = 0;
     std::string error;
   };
