@@ -30,6 +30,12 @@ absl::Status DeadlineError(std::string_view method) {
       "the call's deadline passed before ", Sv(method), " could run"));
 }
 
+absl::Status DrainingError() {
+  return absl::UnavailableError(
+      "the server is shutting down and accepts no new calls; retry on "
+      "another replica");
+}
+
 v1::Activation ToProto(engine::Activation activation) {
   switch (activation) {
     case engine::Activation::kIdentity:
@@ -102,6 +108,46 @@ void FillModelInfo(const engine::ModelInfo& info,
   response->set_load_duration_seconds(info.load_seconds);
 }
 
+// A unary reactor that reports its completion to the service.
+class InferenceService::CallReactor : public grpc::ServerUnaryReactor {
+ public:
+  explicit CallReactor(InferenceService* service) : service_(service) {}
+  void OnDone() override {
+    InferenceService* service = service_;
+    delete this;
+    service->CallDone();
+  }
+
+ private:
+  InferenceService* const service_;
+};
+
+grpc::ServerUnaryReactor* InferenceService::NewReactor() {
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
+  return new CallReactor(this);
+}
+
+void InferenceService::CallDone() {
+  if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      draining_.load(std::memory_order_acquire)) {
+    // Unlocking makes absl::Mutex re-evaluate WaitForIdle's condition.
+    absl::MutexLock lock(&idle_mutex_);
+  }
+}
+
+void InferenceService::BeginDrain() {
+  draining_.store(true, std::memory_order_release);
+}
+
+bool InferenceService::WaitForIdle(
+    std::chrono::system_clock::time_point deadline) {
+  absl::MutexLock lock(&idle_mutex_);
+  return idle_mutex_.AwaitWithDeadline(
+      absl::Condition(
+          +[](std::atomic<int64_t>* n) { return n->load() == 0; }, &in_flight_),
+      absl::FromChrono(deadline));
+}
+
 InferenceService::InferenceService(const ModelManager* models,
                                    InferencePool* pool, ServerMetrics* metrics,
                                    const ServiceOptions& options)
@@ -111,13 +157,14 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
     grpc::CallbackServerContext* context, const v1::PredictRequest* request,
     v1::PredictResponse* response) {
   const Clock::time_point start = Clock::now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::ServerUnaryReactor* reactor = NewReactor();
   RequestMetrics* metrics = models_->RequestMetricsFor(request->model());
   const auto finish = [&](const absl::Status& status) {
     Finish(reactor, metrics, Method::kPredict, start, status);
     return reactor;
   };
 
+  if (draining_.load(std::memory_order_relaxed)) return finish(DrainingError());
   if (DeadlinePassed(context)) return finish(DeadlineError("Predict"));
   auto served = models_->Find(request->model(), request->version());
   if (!served.ok()) return finish(served.status());
@@ -169,10 +216,12 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfo(
     grpc::CallbackServerContext* context, const v1::ModelInfoRequest* request,
     v1::ModelInfoResponse* response) {
   const Clock::time_point start = Clock::now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::ServerUnaryReactor* reactor = NewReactor();
   RequestMetrics* metrics = models_->RequestMetricsFor(request->model());
   absl::Status status;
-  if (DeadlinePassed(context)) {
+  if (draining_.load(std::memory_order_relaxed)) {
+    status = DrainingError();
+  } else if (DeadlinePassed(context)) {
     status = DeadlineError("ModelInfo");
   } else if (auto served = models_->Find(request->model(), request->version());
              !served.ok()) {
@@ -190,9 +239,11 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(
     const v1::ListModelsRequest* /*request*/,
     v1::ListModelsResponse* response) {
   const Clock::time_point start = Clock::now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::ServerUnaryReactor* reactor = NewReactor();
   absl::Status status;
-  if (DeadlinePassed(context)) {
+  if (draining_.load(std::memory_order_relaxed)) {
+    status = DrainingError();
+  } else if (DeadlinePassed(context)) {
     status = DeadlineError("ListModels");
   } else {
     *response = models_->ListModels();

@@ -14,14 +14,25 @@
 // predictions. A queued call whose deadline passes or that is cancelled
 // before a worker picks it up is answered without running the forward.
 //
+// Draining. grpc::Server::Shutdown(deadline) waits for every open call,
+// including grpc.health.v1 Watch streams that clients keep open forever, so
+// a plain Shutdown would always run to its deadline. Instead the service
+// counts its own calls (from handler entry to the reactor's OnDone):
+// BeginDrain() makes new calls fail fast with UNAVAILABLE, WaitForIdle()
+// returns once the calls in flight have completed, and only then is the
+// server shut down with an immediate deadline (ending the Watch streams).
+//
 // Thread-safe; handlers run concurrently on gRPC's callback threads. The
 // referenced ModelManager, InferencePool and ServerMetrics must outlive the
 // grpc::Server this service is registered with.
 #ifndef NNSERVE_SERVER_INFERENCE_SERVICE_H_
 #define NNSERVE_SERVER_INFERENCE_SERVICE_H_
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "nnserve/v1/inference.grpc.pb.h"
 #include "server/inference_pool.h"
@@ -57,11 +68,24 @@ class InferenceService final : public v1::Inference::CallbackService {
       const v1::ListModelsRequest* request,
       v1::ListModelsResponse* response) override;
 
+  // From now on, new calls are answered UNAVAILABLE without any work.
+  void BeginDrain();
+  // Blocks until no call of this service is in flight or `deadline` passes;
+  // returns true if idle.
+  bool WaitForIdle(std::chrono::system_clock::time_point deadline);
+
  private:
+  class CallReactor;
+  // Starts tracking a call; the returned reactor ends tracking in OnDone.
+  grpc::ServerUnaryReactor* NewReactor();
+  void CallDone();
   const ModelManager* const models_;
   InferencePool* const pool_;
   ServerMetrics* const metrics_;
   const ServiceOptions options_;
+  std::atomic<int64_t> in_flight_{0};
+  std::atomic<bool> draining_{false};
+  absl::Mutex idle_mutex_;  // Wakes WaitForIdle; guards no data.
 };
 
 // Fills a ModelInfoResponse from the engine's description of a model.

@@ -215,10 +215,21 @@ absl::Status RunServe(const ServeOptions& options) {
                options.shutdown_timeout_seconds);
   health->SetServingStatus(false);
   (*models)->MarkAllUnloaded();
-  server->Shutdown(
+  // Let this service's calls finish (new ones get UNAVAILABLE), then shut
+  // the server down at once: anything still open is a health Watch stream
+  // or a call past the timeout (see InferenceService, "Draining").
+  const auto deadline =
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::duration<double>(options.shutdown_timeout_seconds)));
+          std::chrono::duration<double>(options.shutdown_timeout_seconds));
+  service.BeginDrain();
+  const bool drained = service.WaitForIdle(deadline);
+  if (!drained) {
+    spdlog::warn(
+        "event=shutdown_timeout action=cancel_in_flight timeout_seconds={}",
+        options.shutdown_timeout_seconds);
+  }
+  server->Shutdown(std::chrono::system_clock::now());
   server->Wait();
   pool.Shutdown();
   StopExposer(std::move(exposer), options.metrics_address, metrics_port);

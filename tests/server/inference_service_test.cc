@@ -299,6 +299,47 @@ TEST_F(InferenceServiceTest, BadRequestsDoNotAffectConcurrentGoodOnes) {
   EXPECT_EQ(bad_invalid.load(), 50);
 }
 
+TEST_F(InferenceServiceTest, DrainRefusesNewCallsAndWaitsForInFlightOnes) {
+  StartServer({.inline_work_limit = 0},
+              {.threads = 1, .intra_op_threads = 1, .max_queue = 8});
+  std::latch started(1);
+  std::latch release(1);
+  ASSERT_TRUE(pool_->TrySubmit([&] {
+    started.count_down();
+    release.wait();
+  }));
+  started.wait();
+  // A call that is in flight (queued behind the blocked worker).
+  const v1::PredictRequest request = Request(2, false);
+  v1::PredictResponse response;
+  grpc::ClientContext context;
+  std::latch finished(1);
+  grpc::Status in_flight_status;
+  stub_->async()->Predict(&context, &request, &response,
+                          [&](grpc::Status status) {
+                            in_flight_status = std::move(status);
+                            finished.count_down();
+                          });
+  while (pool_->queued() != 1) std::this_thread::yield();
+
+  service_->BeginDrain();
+  v1::PredictResponse refused;
+  grpc::ClientContext refused_context;
+  grpc::Status status =
+      stub_->Predict(&refused_context, Request(1, false), &refused);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("shutting down"));
+  // The queued call keeps the service busy until the worker is released.
+  EXPECT_FALSE(service_->WaitForIdle(std::chrono::system_clock::now() +
+                                     std::chrono::milliseconds(20)));
+  release.count_down();
+  EXPECT_TRUE(service_->WaitForIdle(std::chrono::system_clock::now() +
+                                    std::chrono::seconds(60)));
+  finished.wait();
+  ASSERT_TRUE(in_flight_status.ok()) << in_flight_status.error_message();
+  ExpectMatchesReference(request, response);
+}
+
 TEST_F(InferenceServiceTest, ModelInfoDescribesTheModel) {
   StartServer({});
   v1::ModelInfoRequest request;
