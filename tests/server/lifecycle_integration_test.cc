@@ -207,8 +207,13 @@ TEST(LifecycleIntegrationTest, SigtermDrainsInFlightCallsAndExitsZero) {
     absl::StatusOr<v1::PredictRequest> small =
         MakePredictRequest("heavy", 0, RandomRows(1, 8, 1), Encoding::kRaw);
     ASSERT_TRUE(small.ok());
-    EXPECT_EQ((*late)->Predict(*small).status().code(),
-              absl::StatusCode::kUnavailable);
+    // Refused: UNAVAILABLE once the listener is closed; a connection that
+    // raced in just before gets its call CANCELLED by the shutdown. Never
+    // served.
+    const absl::Status status = (*late)->Predict(*small).status();
+    EXPECT_THAT(status.code(), AnyOf(Eq(absl::StatusCode::kUnavailable),
+                                     Eq(absl::StatusCode::kCancelled)))
+        << status;
   }
 
   {

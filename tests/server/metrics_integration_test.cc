@@ -161,7 +161,7 @@ TEST(MetricsIntegrationTest, ScrapeCountsEveryForwardPassAndPassesPromtool) {
   const std::string& text = scrape->body;
   const std::vector<Sample> samples = ParseSamples(text);
 
-  for (const std::string& family :
+  for (const char* family :
        {"nnserve_layer_duration_seconds", "nnserve_inference_duration_seconds",
         "nnserve_request_duration_seconds"}) {
     EXPECT_THAT(text, HasSubstr(absl::StrCat("# TYPE ", family, " histogram")));
@@ -253,7 +253,7 @@ TEST(MetricsIntegrationTest, ScrapeCountsEveryForwardPassAndPassesPromtool) {
   const std::optional<double> cpu =
       Value(samples, "process_cpu_seconds_total", {});
   ASSERT_TRUE(cpu.has_value());
-  EXPECT_GT(*cpu, 0);
+  EXPECT_GE(*cpu, 0);  // Clock-tick resolution: may still read 0.00.
   const std::optional<double> start =
       Value(samples, "process_start_time_seconds", {});
   ASSERT_TRUE(start.has_value());
