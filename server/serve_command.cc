@@ -213,16 +213,18 @@ absl::Status RunServe(const ServeOptions& options) {
   const auto shutdown_start = std::chrono::steady_clock::now();
   spdlog::info("event=shutdown_started timeout_seconds={}",
                options.shutdown_timeout_seconds);
-  health->SetServingStatus(false);
-  (*models)->MarkAllUnloaded();
   // Let this service's calls finish (new ones get UNAVAILABLE), then shut
   // the server down at once: anything still open is a health Watch stream
-  // or a call past the timeout (see InferenceService, "Draining").
+  // or a call past the timeout (see InferenceService, "Draining"). Draining
+  // starts before health reports NOT_SERVING, so a client that saw
+  // NOT_SERVING is never served.
   const auto deadline =
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::milliseconds>(
           std::chrono::duration<double>(options.shutdown_timeout_seconds));
   service.BeginDrain();
+  health->SetServingStatus(false);
+  (*models)->MarkAllUnloaded();
   const bool drained = service.WaitForIdle(deadline);
   if (!drained) {
     spdlog::warn(
