@@ -91,10 +91,11 @@ void SummaryReporter::Finalize() {
          "repetitions.\n"
       << absl::StrFormat(
              "Targets: ratio >= %.2f at batch >= %d; %s batch 1 <= %.0f us. "
-             "NOISY (p75/p25 of forwards > %.1f): not judged.\n",
+             "NOISY (p75/p25 of forwards > %.1f, or ratio max/min over "
+             "repetitions > %.2f): not judged.\n",
              targets_.min_ratio, targets_.ratio_min_batch,
              targets_.latency_model, targets_.max_batch1_us,
-             targets_.max_spread);
+             targets_.max_spread, targets_.max_ratio_swing);
   out << absl::StrFormat("%-10s %7s %6s %12s %12s %10s %10s %7s %11s %4s  %s\n",
                          "model", "threads", "batch", "engine_us", "raw_us",
                          "eng_GFLOPs", "raw_GFLOPs", "ratio", "ratio_range",
@@ -115,10 +116,18 @@ void SummaryReporter::Finalize() {
     const double raw_us = Median(s.raw_us);
     const double ratio = Median(s.ratio);
     const double spread = Median(s.spread);
+    const auto [low, high] =
+        std::minmax_element(s.ratio.begin(), s.ratio.end());
+    const double ratio_swing = *high / *low;
     std::string note;
     if (spread > targets_.max_spread) {
       note = absl::StrFormat(
           "NOISY: p75/p25 %.1f, preempted forwards; not judged", spread);
+      ++noisy_;
+    } else if (ratio_swing > targets_.max_ratio_swing) {
+      note = absl::StrFormat(
+          "NOISY: ratio varies %.2fx between repetitions; not judged",
+          ratio_swing);
       ++noisy_;
     } else {
       if (key.batch >= targets_.ratio_min_batch && ratio < targets_.min_ratio) {
@@ -134,8 +143,6 @@ void SummaryReporter::Finalize() {
         ++misses_;
       }
     }
-    const auto [low, high] =
-        std::minmax_element(s.ratio.begin(), s.ratio.end());
     const std::string range =
         s.from_aggregate ? "n/a" : absl::StrFormat("%4.2f-%4.2f", *low, *high);
     out << absl::StrFormat(

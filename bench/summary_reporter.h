@@ -38,6 +38,9 @@ struct Targets {
   // Cases whose forward times spread more than this (p75/p25, median over
   // repetitions) are marked noisy and not judged against the targets.
   double max_spread = 1.5;
+  // ... or whose per-repetition ratios differ by more than this factor
+  // (max / min); typical quiet cases stay within 1.06.
+  double max_ratio_swing = 1.25;
 };
 
 class SummaryReporter : public benchmark::ConsoleReporter {
