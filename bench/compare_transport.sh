@@ -9,7 +9,8 @@
 #   (cmake --build <dir> --target compare_transport passes these)
 # environment: MODEL (digits), BATCH (1), CONCURRENCY ("1 8 32"),
 #   DURATION seconds per run (2), WARMUP seconds (1), ROUNDS (5; medians
-#   over the rounds are reported, ratios paired per round), RAW (0; 1 = raw
+#   over the rounds, ratios paired per round and best-round ratios are
+#   reported; targets are judged on the paired medians), RAW (0; 1 = raw
 #   tensor encoding), NNSERVE_ARGS (extra `nnserve serve` flags).
 # Targets: p50 at concurrency 1 <= 1.15x baseline; throughput at
 # concurrency >= 8 >= 0.85x baseline. Exits 1 when a call failed or a
@@ -134,31 +135,38 @@ def med(runs, key):
     get = (lambda r: r["latency_us"][key]) if key in ("p50", "p90", "p99") else (lambda r: r[key])
     return statistics.median(get(r) for r in runs)
 
-header = ("conc", "base p50us", "nns p50us", "p50 ratio", "base p99us",
-          "nns p99us", "base calls/s", "nns calls/s", "thr ratio", "target")
+header = ("conc", "base p50us", "nns p50us", "p50 ratio", "best p50 ratio",
+          "base calls/s", "nns calls/s", "thr ratio", "best thr ratio",
+          "target")
 rows, failed = [], 0
 for c in levels:
     b, n = load("baseline", c), load("nnserve", c)
     failed += sum(r["failed_calls"] for r in b + n)
-    # Ratios are paired per round (the two runs of a round are adjacent in
-    # time and see the same background load), then the median is taken.
-    p50_ratio = statistics.median(
-        y["latency_us"]["p50"] / x["latency_us"]["p50"] for x, y in zip(b, n))
-    thr_ratio = statistics.median(
-        y["calls_per_second"] / x["calls_per_second"] for x, y in zip(b, n))
+    p50 = lambda r: r["latency_us"]["p50"]
+    thr = lambda r: r["calls_per_second"]
+    # Paired: the two runs of a round are adjacent in time and see the same
+    # background load; the median over rounds of their ratio.
+    p50_ratio = statistics.median(p50(y) / p50(x) for x, y in zip(b, n))
+    thr_ratio = statistics.median(thr(y) / thr(x) for x, y in zip(b, n))
+    # Best of rounds: background load only adds latency and takes throughput,
+    # so each side's best round is the closest to its intrinsic cost.
+    best_p50 = min(map(p50, n)) / min(map(p50, b))
+    best_thr = max(map(thr, n)) / max(map(thr, b))
     if c == 1:
         target = f"p50 <= 1.15x: {'PASS' if p50_ratio <= 1.15 else 'MISS'}"
     else:
         target = f"thr >= 0.85x: {'PASS' if thr_ratio >= 0.85 else 'MISS'}"
     rows.append((str(c), f"{med(b, 'p50'):.1f}", f"{med(n, 'p50'):.1f}",
-                 f"{p50_ratio:.3f}", f"{med(b, 'p99'):.1f}",
-                 f"{med(n, 'p99'):.1f}", f"{med(b, 'calls_per_second'):.0f}",
-                 f"{med(n, 'calls_per_second'):.0f}", f"{thr_ratio:.3f}", target))
+                 f"{p50_ratio:.3f}", f"{best_p50:.3f}",
+                 f"{med(b, 'calls_per_second'):.0f}",
+                 f"{med(n, 'calls_per_second'):.0f}", f"{thr_ratio:.3f}",
+                 f"{best_thr:.3f}", target))
 widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
 for r in [header] + rows:
     print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
-print(f"(medians over {rounds} rounds; ratio = median over rounds of "
-      "nnserve / baseline in the same round)")
+print(f"(p50 and calls/s: medians over {rounds} rounds; ratio: median over "
+      "rounds of nnserve/baseline in the same round; best ratio: nnserve's "
+      "best round / baseline's best round)")
 if failed:
     print(f"error: {failed} calls failed; see the per-run JSON", file=sys.stderr)
     sys.exit(1)
