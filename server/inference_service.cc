@@ -112,6 +112,11 @@ void FillModelInfo(const engine::ModelInfo& info,
 class InferenceService::CallReactor : public grpc::ServerUnaryReactor {
  public:
   explicit CallReactor(InferenceService* service) : service_(service) {}
+  // OnDone is trivial and never blocks (a delete, an atomic decrement, and
+  // during a drain an uncontended mutex), so gRPC may run it inline instead
+  // of hopping to its executor thread — as it does for DefaultReactor. That
+  // hop measurably raised the per-call latency.
+  bool InternalInlineable() override { return true; }
   void OnDone() override {
     InferenceService* service = service_;
     delete this;
