@@ -3,6 +3,13 @@
 // nnserve binary (tests/util/server_process.h) and waiting until gRPC health
 // says SERVING, a connected nnserve::Client, and output comparison.
 //
+// Run them (each test starts its own nnserve on 127.0.0.1 with port 0):
+//   cmake --build build --target nnserve server_predict_integration_test ...
+//   ctest --test-dir build -R 'Integration|server_python_client' -j2
+// or directly, with NNSERVE_BINARY=build/server/nnserve in the environment:
+//   build/tests/server/server_predict_integration_test
+// On failure the server's log tail is printed (ServerProcess destructor).
+//
 // Header-only so that the test utility library (tests/util) stays free of
 // gRPC. Temporary repositories come from tests/util/model_builder.h
 // (ScopedTempDir, WriteModelDir). Each object is owned by the test that creates
