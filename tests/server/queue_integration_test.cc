@@ -1,8 +1,9 @@
-// Deadlines on the server side, against the real nnserve binary: a Predict
-// whose deadline passes while it waits in the inference queue is answered
-// without running its forward pass (DEADLINE_EXCEEDED to the caller; the
-// rows counter shows the work was skipped), and the calls ahead of it are
-// unaffected.
+// The inference queue of the real nnserve binary (large forwards wait for
+// one of --threads workers): a Predict whose deadline passes while it waits
+// is answered without running its forward pass (DEADLINE_EXCEEDED to the
+// caller; the rows counter shows the work was skipped) and the calls ahead
+// of it are unaffected; a full queue (--max-queued-requests) refuses calls
+// with RESOURCE_EXHAUSTED while the accepted ones complete correctly.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -55,24 +56,27 @@ double PredictRequests(const std::string& text, const std::string& code) {
   return total;
 }
 
+// ~2.1 M parameters: a 1024-row call is ~4.3 GFLOP, at least ~20 ms even at
+// this CPU's peak, so it always runs on an inference worker.
+RandomModel HeavyModel() {
+  return BuildRandomModel(
+      "heavy", 8,
+      {LayerDef(1024, Activation::kRelu), LayerDef(1024, Activation::kRelu),
+       LayerDef(1024, Activation::kRelu), LayerDef(10, Activation::kSoftmax)},
+      WeightLayout::kOutIn, 3);
+}
+
 struct AsyncCall {
   grpc::ClientContext context;
   v1::PredictResponse response;
   grpc::Status status;
 };
 
-TEST(DeadlineIntegrationTest, CallExpiredInTheQueueIsNotRun) {
-  ScopedTempDir repo("nnserve_deadline_itest");
-  // ~2.1 M parameters: a 1024-row call is ~4.3 GFLOP, at least ~20 ms even
-  // at this CPU's peak, and one inference worker runs them one at a time.
-  WriteModelDir(repo.path(),
-                BuildRandomModel("heavy", 8,
-                                 {LayerDef(1024, Activation::kRelu),
-                                  LayerDef(1024, Activation::kRelu),
-                                  LayerDef(1024, Activation::kRelu),
-                                  LayerDef(10, Activation::kSoftmax)},
-                                 WeightLayout::kOutIn, 3),
-                1, FileFormat::kSafetensors, engine::DType::kF32);
+TEST(QueueIntegrationTest, CallExpiredInTheQueueIsNotRun) {
+  ScopedTempDir repo("nnserve_queue_itest");
+  // One inference worker runs the heavy calls one at a time.
+  WriteModelDir(repo.path(), HeavyModel(), 1, FileFormat::kSafetensors,
+                engine::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   options.extra_args = {"--threads=1"};
@@ -148,6 +152,74 @@ TEST(DeadlineIntegrationTest, CallExpiredInTheQueueIsNotRun) {
                    "version=\"1\"}"),
             kLong * kRows)
       << text;
+}
+
+TEST(QueueIntegrationTest, FullQueueIsResourceExhaustedOthersComplete) {
+  ScopedTempDir repo("nnserve_queue_full_itest");
+  const RandomModel heavy = HeavyModel();
+  WriteModelDir(repo.path(), heavy, 1, FileFormat::kSafetensors,
+                engine::DType::kF32);
+  ServerOptions options;
+  options.model_repository = repo.path();
+  options.extra_args = {"--threads=1", "--max-queued-requests=2"};
+  absl::StatusOr<RunningServer> server = StartServer(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const Client& client = *server->client;
+
+  constexpr int64_t kRows = 1024;
+  const RowBatch batch = RandomRows(kRows, 8, 6);
+  const std::vector<double> expected = ReferenceOutput(heavy, batch);
+  absl::StatusOr<v1::PredictRequest> request =
+      MakePredictRequest("heavy", 0, batch, Encoding::kValues);
+  ASSERT_TRUE(request.ok()) << request.status();
+
+  // Twelve calls at once against one worker and two queue slots: the
+  // worker takes one, two wait, and calls arriving while both slots are
+  // taken are refused at once.
+  constexpr int kCalls = 12;
+  std::mutex mutex;
+  std::condition_variable changed;
+  int completed = 0;
+  std::vector<std::unique_ptr<AsyncCall>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.push_back(std::make_unique<AsyncCall>());
+    AsyncCall* call = calls.back().get();
+    call->context.set_deadline(std::chrono::system_clock::now() + seconds(120));
+    client.stub().async()->Predict(&call->context, &*request, &call->response,
+                                   [&, call](grpc::Status status) {
+                                     std::lock_guard<std::mutex> lock(mutex);
+                                     call->status = std::move(status);
+                                     ++completed;
+                                     changed.notify_all();
+                                   });
+  }
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, seconds(120),
+                                 [&] { return completed == kCalls; }));
+  }
+  int ok = 0, refused = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    const grpc::Status& status = calls[i]->status;
+    SCOPED_TRACE(absl::StrCat("call ", i, ": ", status.error_message()));
+    if (status.ok()) {
+      ++ok;
+      absl::StatusOr<RowBatch> output =
+          DecodeTensor(calls[i]->response.output());
+      ASSERT_TRUE(output.ok()) << output.status();
+      EXPECT_LE(MaxRowRelativeError(output->values, expected, kRows), 1e-5);
+    } else {
+      ++refused;
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+      EXPECT_THAT(status.error_message(), ::testing::HasSubstr("queue"));
+    }
+  }
+  // At least the running call and the two queued ones complete; with
+  // twelve calls arriving together, some are refused.
+  EXPECT_GE(ok, 3);
+  EXPECT_GT(refused, 0);
+  // The server keeps serving once the queue has room again.
+  EXPECT_TRUE(client.Predict(*request).ok());
 }
 
 }  // namespace
