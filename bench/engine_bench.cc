@@ -12,17 +12,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <limits>
-#include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -34,6 +29,7 @@
 #include "bench/bench_models.h"
 #include "bench/raw_chain.h"
 #include "bench/summary_reporter.h"
+#include "bench/workbench.h"
 #include "benchmark/benchmark.h"
 #include "engine/model.h"
 
@@ -52,127 +48,6 @@ constexpr const char* kDefaultBenchmarkFlags[] = {
     "--benchmark_repetitions=3",
     "--benchmark_enable_random_interleaving=true",
     "--benchmark_min_time=0.2",
-};
-
-// State shared by all benchmarks. Google Benchmark runs them one at a time
-// on the main thread, so nothing here is synchronized.
-class Workbench {
- public:
-  explicit Workbench(std::vector<BenchModel> models)
-      : models_(std::move(models)) {}
-
-  const std::vector<BenchModel>& models() const { return models_; }
-
-  // The engine model for (model, threads), built on first use with every
-  // benchmarked batch size pre-warmed, then kept for the whole run.
-  absl::StatusOr<const engine::Model*> EngineModel(
-      const BenchModel& model, int threads,
-      const std::vector<int64_t>& batches) {
-    auto key = std::make_pair(model.name, threads);
-    auto it = engine_models_.find(key);
-    if (it == engine_models_.end()) {
-      engine::EngineOptions options;
-      options.intra_op_threads = threads;
-      options.prewarm_batch_sizes = batches;
-      absl::StatusOr<std::shared_ptr<const engine::Model>> created =
-          model.CreateEngineModel(options);
-      if (!created.ok()) return created.status();
-      it = engine_models_.emplace(key, *std::move(created)).first;
-    }
-    return it->second.get();
-  }
-
-  // The raw chain for (model, threads, rows). Only the most recent chain is
-  // kept (the 4096-wide one holds ~200 MB of reordered weights); the first
-  // time a case is built its output is checked against the engine's.
-  absl::StatusOr<RawChain*> Chain(const BenchModel& model, int threads,
-                                  int64_t rows, const engine::Model& engine) {
-    auto key = std::make_tuple(model.name, threads, rows);
-    if (chain_ == nullptr || chain_key_ != key) {
-      chain_.reset();
-      absl::StatusOr<std::unique_ptr<RawChain>> chain =
-          RawChain::Create(*model.spec, rows, threads);
-      if (!chain.ok()) return chain.status();
-      chain_ = *std::move(chain);
-      chain_key_ = key;
-    }
-    auto verified = verified_.find(key);
-    if (verified == verified_.end()) {
-      verified =
-          verified_.emplace(key, CompareOutputs(model, rows, engine)).first;
-    }
-    if (!verified->second.ok()) return verified->second;
-    return chain_.get();
-  }
-
-  // Fixed-seed inputs in [0, 1) and an output buffer for (model, rows).
-  std::vector<float>& Input(const BenchModel& model, int64_t rows) {
-    std::vector<float>& input = inputs_[{model.name, rows}];
-    if (input.empty()) {
-      input.resize(static_cast<size_t>(rows * model.spec->input_size));
-      uint32_t state = 12345;
-      for (float& x : input) {
-        state = state * 1664525u + 1013904223u;
-        x = static_cast<float>(state >> 8) * 0x1.0p-24f;
-      }
-    }
-    return input;
-  }
-  std::vector<float>& Output(const BenchModel& model, int64_t rows) {
-    std::vector<float>& output = outputs_[{model.name, rows}];
-    output.resize(static_cast<size_t>(rows * model.spec->output_size()));
-    return output;
-  }
-
- private:
-  // Runs the engine and the current chain on the same input; they must
-  // agree to within float rounding (both are oneDNN underneath).
-  absl::Status CompareOutputs(const BenchModel& model, int64_t rows,
-                              const engine::Model& engine) {
-    const std::vector<float>& input = Input(model, rows);
-    std::vector<float> from_engine(Output(model, rows).size());
-    std::vector<float> from_raw(from_engine.size());
-    if (absl::Status s = engine.Forward(input, rows, from_engine); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = chain_->Run(input, from_raw); !s.ok()) return s;
-    // Same primitives on the same weights: only summation-order rounding
-    // may differ. A NaN counts as the worst possible mismatch.
-    constexpr double kTolerance = 1e-4;
-    size_t worst = 0;
-    double worst_excess = 0;
-    bool mismatch = false;
-    for (size_t i = 0; i < from_raw.size(); ++i) {
-      const double diff = std::abs(double{from_engine[i]} - from_raw[i]);
-      const double allowed =
-          kTolerance * std::max(1.0, std::abs(double{from_raw[i]}));
-      const double excess = std::isnan(diff)
-                                ? std::numeric_limits<double>::infinity()
-                                : diff - allowed;
-      if (excess > 0 && (!mismatch || excess > worst_excess)) {
-        mismatch = true;
-        worst = i;
-        worst_excess = excess;
-      }
-    }
-    if (mismatch) {
-      return absl::InternalError(absl::StrCat(
-          model.name, " at ", rows, " rows: engine output[", worst,
-          "] = ", from_engine[worst], " but the raw oneDNN chain gives ",
-          from_raw[worst], "; expected agreement within ", kTolerance,
-          " (relative to max(1, |raw|))"));
-    }
-    return absl::OkStatus();
-  }
-
-  std::vector<BenchModel> models_;
-  std::map<std::pair<std::string, int>, std::shared_ptr<const engine::Model>>
-      engine_models_;
-  std::unique_ptr<RawChain> chain_;
-  std::tuple<std::string, int, int64_t> chain_key_;
-  std::map<std::tuple<std::string, int, int64_t>, absl::Status> verified_;
-  std::map<std::pair<std::string, int64_t>, std::vector<float>> inputs_;
-  std::map<std::pair<std::string, int64_t>, std::vector<float>> outputs_;
 };
 
 // The q-quantile (0 <= q < 1, nearest rank) of a non-empty sample, which
