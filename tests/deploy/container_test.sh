@@ -116,7 +116,7 @@ podman build --format docker --pull=never --network host \
   --build-arg BUILD_JOBS="$(nproc)" -t "$image" -f "$src/Dockerfile" "$src" \
   >"$work/build.log" 2>&1 || { tail -n 60 "$work/build.log" >&2; die "podman build failed (log above)"; }
 build_s=$(( $(date +%s) - build_start ))
-grep -E "tests passed|Test +#" "$work/build.log" | tail -n 3 || true
+grep -E "tests passed|Test +#" "$work/build.log" | tail -n 3 | cut -c1-120 || true
 log "image built in ${build_s}s"
 
 # --- image properties --------------------------------------------------------
