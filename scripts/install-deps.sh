@@ -12,7 +12,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   python3-numpy python3-grpcio python3-grpc-tools python3-protobuf
   python3-sklearn python3-yaml
-  prometheus clang-format curl
+  prometheus clang-format curl openssl
 )
 if [ "${NNSERVE_WITH_CONTAINERS:-0}" = 1 ]; then
   packages+=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs)

@@ -2,7 +2,7 @@
 # The one test command: installs dependencies, builds, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+NNSERVE_WITH_CONTAINERS=1 scripts/install-deps.sh   # the suite includes the podman container test
 scripts/build.sh
 BUILD_DIR=${BUILD_DIR:-build}
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" "$@"
