@@ -190,7 +190,28 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
         options_.max_message_bytes, " bytes (--max-message-bytes)")));
   }
 
-  if (rows * info.total_parameters <= options_.inline_work_limit) {
+  const bool small = rows * info.total_parameters <= options_.inline_work_limit;
+  if (options_.dynamic_batching) {
+    ModelBatcher* batcher = BatcherFor(*served);
+    if (small && batcher->idle()) {
+      return finish(
+          RunPredict(**served, *input, options_.layer_timing, response));
+    }
+    absl::Status queued = batcher->Submit(ModelBatcher::Call{
+        .input = *std::move(input),
+        .response = response,
+        .deadline = context->deadline(),
+        .is_cancelled = [context] { return context->IsCancelled(); },
+        .done =
+            [reactor, metrics, start](absl::Status status) {
+              Finish(reactor, metrics, Method::kPredict, start, status);
+            },
+    });
+    if (!queued.ok()) return finish(queued);
+    return reactor;
+  }
+
+  if (small) {
     return finish(
         RunPredict(**served, *input, options_.layer_timing, response));
   }
@@ -215,6 +236,24 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
                      " workers); retry with backoff")));
   }
   return reactor;
+}
+
+ModelBatcher* InferenceService::BatcherFor(
+    const std::shared_ptr<const ServedVersion>& served) {
+  {
+    absl::ReaderMutexLock lock(&batchers_mutex_);
+    auto it = batchers_.find(served.get());
+    if (it != batchers_.end()) return it->second.get();
+  }
+  absl::MutexLock lock(&batchers_mutex_);
+  std::unique_ptr<ModelBatcher>& batcher = batchers_[served.get()];
+  if (batcher == nullptr) {
+    BatchingOptions options =
+        ResolveBatchingOptions(served->batching, options_.batching);
+    options.time_layers = options_.layer_timing;
+    batcher = std::make_unique<ModelBatcher>(served, pool_, options);
+  }
+  return batcher.get();
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfo(

@@ -24,17 +24,22 @@
 //
 // Thread-safe; handlers run concurrently on gRPC's callback threads. The
 // referenced ModelManager, InferencePool and ServerMetrics must outlive the
-// grpc::Server this service is registered with.
+// grpc::Server this service is registered with. The service owns the
+// batchers; shut the pool down (which runs every queued batch) before
+// destroying the service.
 #ifndef NNSERVE_SERVER_INFERENCE_SERVICE_H_
 #define NNSERVE_SERVER_INFERENCE_SERVICE_H_
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "nnserve/v1/inference.grpc.pb.h"
+#include "server/batcher.h"
 #include "server/inference_pool.h"
 #include "server/metrics.h"
 #include "server/model_manager.h"
@@ -50,6 +55,12 @@ struct ServiceOptions {
   int64_t inline_work_limit = 262144;
   // Measure and export per-layer latency.
   bool layer_timing = true;
+  // Merge concurrent calls per model version (see above).
+  bool dynamic_batching = true;
+  // Server-wide batcher settings; a model's config.pbtxt dynamic_batching
+  // overrides each field it sets > 0. time_layers is taken from
+  // layer_timing.
+  BatchingOptions batching;
 };
 
 class InferenceService final : public v1::Inference::CallbackService {
@@ -79,6 +90,8 @@ class InferenceService final : public v1::Inference::CallbackService {
   // Starts tracking a call; the returned reactor ends tracking in OnDone.
   grpc::ServerUnaryReactor* NewReactor();
   void CallDone();
+  // The batcher of `served`, created on first use.
+  ModelBatcher* BatcherFor(const std::shared_ptr<const ServedVersion>& served);
   const ModelManager* const models_;
   InferencePool* const pool_;
   ServerMetrics* const metrics_;
@@ -86,6 +99,9 @@ class InferenceService final : public v1::Inference::CallbackService {
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
   absl::Mutex idle_mutex_;  // Wakes WaitForIdle; guards no data.
+  absl::Mutex batchers_mutex_;
+  absl::flat_hash_map<const ServedVersion*, std::unique_ptr<ModelBatcher>>
+      batchers_ ABSL_GUARDED_BY(batchers_mutex_);
 };
 
 // Fills a ModelInfoResponse from the engine's description of a model.

@@ -95,6 +95,33 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   serve_cmd
+      ->add_option("--dynamic-batching", serve.dynamic_batching,
+                   "Merge concurrent Predict calls per model version into "
+                   "one forward pass (true/false)")
+      ->envname("NNSERVE_DYNAMIC_BATCHING")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--batching-max-batch-rows", serve.batching_max_batch_rows,
+                   "Default most rows per merged forward pass")
+      ->envname("NNSERVE_BATCHING_MAX_BATCH_ROWS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--batching-max-queue-delay-us",
+                   serve.batching_max_queue_delay_us,
+                   "Default longest wait for a batch to fill (0 = never "
+                   "wait idle)")
+      ->envname("NNSERVE_BATCHING_MAX_QUEUE_DELAY_US")
+      ->check(CLI::Range(int64_t{0}, int64_t{60000000}))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--batching-max-queue-size", serve.batching_max_queue_size,
+                   "Default most calls queued per model version before "
+                   "RESOURCE_EXHAUSTED")
+      ->envname("NNSERVE_BATCHING_MAX_QUEUE_SIZE")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  serve_cmd
       ->add_option("--shutdown-timeout", serve.shutdown_timeout_seconds,
                    "Seconds in-flight calls get to finish on SIGTERM")
       ->envname("NNSERVE_SHUTDOWN_TIMEOUT")

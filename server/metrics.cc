@@ -26,6 +26,12 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
   return buckets;
 }
 
+prometheus::Histogram::BucketBoundaries BatchRowsBuckets() {
+  prometheus::Histogram::BucketBoundaries buckets;
+  for (int k = 0; k <= 12; ++k) buckets.push_back(std::ldexp(1.0, k));
+  return buckets;
+}
+
 void ModelVersionMetrics::RecordInference(
     double seconds, int64_t rows, std::span<const double> layer_seconds) {
   inference_->Observe(seconds);
@@ -93,6 +99,21 @@ ServerMetrics::ServerMetrics(std::string_view build_version)
       build_info_(prometheus::BuildGauge()
                       .Name("nnserve_build_info")
                       .Help("Always 1; labelled with the nnserve version")
+                      .Register(*registry_)),
+      queue_duration_(
+          prometheus::BuildHistogram()
+              .Name("nnserve_queue_duration_seconds")
+              .Help("Time a Predict call waited in the model's dynamic "
+                    "batching queue before its forward pass started")
+              .Register(*registry_)),
+      batch_rows_(prometheus::BuildHistogram()
+                      .Name("nnserve_batch_rows")
+                      .Help("Rows per forward pass run by the dynamic batcher")
+                      .Register(*registry_)),
+      queue_size_(prometheus::BuildGauge()
+                      .Name("nnserve_queue_size")
+                      .Help("Predict calls waiting in the model's dynamic "
+                            "batching queue")
                       .Register(*registry_)) {
   build_info_.Add({{"version", std::string(build_version)}}).Set(1);
   unknown_ = ForModel(kUnknownModelLabel);
@@ -147,6 +168,20 @@ ModelVersionMetrics* ServerMetrics::ForModelVersion(
   }
   ModelVersionMetrics* result = metrics.get();
   version_metrics_.emplace(std::move(key), std::move(metrics));
+  return result;
+}
+
+BatcherMetrics* ServerMetrics::ForBatcher(std::string_view model) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = batcher_metrics_.find(model);
+  if (it != batcher_metrics_.end()) return it->second.get();
+  auto metrics = std::unique_ptr<BatcherMetrics>(new BatcherMetrics());
+  const prometheus::Labels labels = {{"model", std::string(model)}};
+  metrics->queue_duration_ = &queue_duration_.Add(labels, LatencyBuckets());
+  metrics->batch_rows_ = &batch_rows_.Add(labels, BatchRowsBuckets());
+  metrics->queue_size_ = &queue_size_.Add(labels);
+  BatcherMetrics* result = metrics.get();
+  batcher_metrics_.emplace(std::string(model), std::move(metrics));
   return result;
 }
 

@@ -12,6 +12,9 @@
 //   nnserve_inference_rows_total        counter   {model, version}
 //   nnserve_model_loaded                gauge     {model, version}
 //   nnserve_build_info                  gauge     {version}
+//   nnserve_queue_duration_seconds      histogram {model}  (dynamic batcher)
+//   nnserve_batch_rows                  histogram {model}  (rows per forward)
+//   nnserve_queue_size                  gauge     {model}  (queued requests)
 // Requests naming a model that is not in the repository are counted under
 // model="_unknown" (bounded cardinality); ListModels, which names no model,
 // under model="_all".
@@ -70,6 +73,31 @@ class ModelVersionMetrics {
   std::vector<prometheus::Histogram*> layers_;
 };
 
+// Per model (all versions): the dynamic batcher's queue wait, rows per
+// merged forward pass and queue length.
+class BatcherMetrics {
+ public:
+  void RecordQueueWait(double seconds) { queue_duration_->Observe(seconds); }
+  void RecordBatch(int64_t rows) {
+    batch_rows_->Observe(static_cast<double>(rows));
+  }
+  // Queue length changes by `delta` requests.
+  void AddQueued(int64_t delta) {
+    queue_size_->Increment(static_cast<double>(delta));
+  }
+
+ private:
+  friend class ServerMetrics;
+  BatcherMetrics() = default;
+
+  prometheus::Histogram* queue_duration_ = nullptr;
+  prometheus::Histogram* batch_rows_ = nullptr;
+  prometheus::Gauge* queue_size_ = nullptr;
+};
+
+// Rows-per-batch buckets: 1, 2, 4, ... 4096.
+prometheus::Histogram::BucketBoundaries BatchRowsBuckets();
+
 // Per model label: request latency and outcome by method. The methods the
 // label is used with are pre-resolved (Predict and ModelInfo for models,
 // ListModels for "_all"); others take a slower label lookup.
@@ -113,6 +141,9 @@ class ServerMetrics {
       std::string_view model, int64_t version,
       const std::vector<std::string>& layer_names);
 
+  // Handle for the dynamic batcher(s) of `model`; created on first call.
+  BatcherMetrics* ForBatcher(std::string_view model);
+
  private:
   RequestMetrics* CreateRequestMetrics(std::string_view model,
                                        std::initializer_list<Method> methods);
@@ -125,6 +156,9 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& inference_rows_;
   prometheus::Family<prometheus::Gauge>& model_loaded_;
   prometheus::Family<prometheus::Gauge>& build_info_;
+  prometheus::Family<prometheus::Histogram>& queue_duration_;
+  prometheus::Family<prometheus::Histogram>& batch_rows_;
+  prometheus::Family<prometheus::Gauge>& queue_size_;
 
   std::mutex mutex_;  // Guards the two maps below (not the hot path).
   std::map<std::string, std::unique_ptr<RequestMetrics>, std::less<>>
@@ -132,6 +166,8 @@ class ServerMetrics {
   std::map<std::pair<std::string, int64_t>,
            std::unique_ptr<ModelVersionMetrics>>
       version_metrics_;
+  std::map<std::string, std::unique_ptr<BatcherMetrics>, std::less<>>
+      batcher_metrics_;
   RequestMetrics* unknown_ = nullptr;
   RequestMetrics* all_ = nullptr;
 };

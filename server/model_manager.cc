@@ -70,6 +70,10 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelManager::LoadOne(
     const engine::EngineOptions& options) const {
   auto model = engine::LoadModel(repository_ / name, version, options);
   if (!model.ok()) return model.status();
+  // LoadModel validated this config already; re-read for the batching
+  // settings, which the engine does not keep.
+  auto config = engine::ReadModelConfig(repository_ / name);
+  if (!config.ok()) return config.status();
   const engine::ModelInfo& info = (*model)->info();
   // Warm-up: one row through every layer, so the first request does not pay
   // for lazily initialised state.
@@ -91,6 +95,8 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelManager::LoadOne(
   served->version = version;
   served->model = *std::move(model);
   served->metrics = metrics_->ForModelVersion(name, version, layer_names);
+  served->batching = config->dynamic_batching();
+  served->batcher_metrics = metrics_->ForBatcher(name);
   served->input_description = absl::StrCat(
       "model '", name, "' version ", version, " input '", info.input_name, "'");
   return served;

@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/model.h"
 #include "nnserve/v1/inference.pb.h"
+#include "nnserve/v1/model_config.pb.h"
 #include "server/metrics.h"
 
 namespace nnserve::server {
@@ -39,6 +40,10 @@ struct ServedVersion {
   int64_t version = 0;
   std::shared_ptr<const engine::Model> model;
   ModelVersionMetrics* metrics = nullptr;  // Owned by ServerMetrics.
+  // The model's dynamic_batching settings from config.pbtxt (0 = server
+  // default) and its batcher metrics (per model, owned by ServerMetrics).
+  v1::DynamicBatching batching;
+  BatcherMetrics* batcher_metrics = nullptr;
   // "model 'digits' version 1 input 'pixels'", for request error messages.
   std::string input_description;
 };

@@ -33,6 +33,33 @@ std::vector<int32_t> ArgmaxPerRow(std::span<const float> values, int64_t rows,
   return classes;
 }
 
+namespace {
+
+// Model, version and (for models with labels) argmax labels and classes.
+void FillMetadata(const ServedVersion& served, std::span<const float> output,
+                  int64_t rows, v1::PredictResponse* response) {
+  response->set_model(served.name);
+  response->set_version(served.version);
+  const std::vector<std::string>& labels = served.model->info().labels;
+  if (!labels.empty()) {
+    for (int32_t c : ArgmaxPerRow(output, rows, served.model->output_size())) {
+      response->add_classes(c);
+      response->add_labels(labels[static_cast<size_t>(c)]);
+    }
+  }
+}
+
+}  // namespace
+
+void FillPredictResponse(const ServedVersion& served,
+                         std::span<const float> output, int64_t rows,
+                         TensorEncoding encoding,
+                         v1::PredictResponse* response) {
+  EncodeOutput(output, rows, served.model->output_size(), encoding,
+               response->mutable_output());
+  FillMetadata(served, output, rows, response);
+}
+
 absl::Status RunPredict(const ServedVersion& served, const DecodedInput& input,
                         bool time_layers, v1::PredictResponse* response) {
   const engine::Model& model = *served.model;
@@ -66,15 +93,7 @@ absl::Status RunPredict(const ServedVersion& served, const DecodedInput& input,
     EncodeOutput(output, rows, cols, TensorEncoding::kRaw,
                  response->mutable_output());
   }
-  response->set_model(served.name);
-  response->set_version(served.version);
-  const std::vector<std::string>& labels = model.info().labels;
-  if (!labels.empty()) {
-    for (int32_t c : ArgmaxPerRow(output, rows, cols)) {
-      response->add_classes(c);
-      response->add_labels(labels[static_cast<size_t>(c)]);
-    }
-  }
+  FillMetadata(served, output, rows, response);
   return absl::OkStatus();
 }
 

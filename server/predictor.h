@@ -29,6 +29,15 @@ namespace nnserve::server {
 absl::Status RunPredict(const ServedVersion& served, const DecodedInput& input,
                         bool time_layers, v1::PredictResponse* response);
 
+// Fills `response` for a call whose `rows` output rows are `output`
+// ([rows, outputs], row-major): the output tensor in `encoding`, model,
+// version, and labels/classes for models with labels. Used by the dynamic
+// batcher to hand each caller its slice of a merged forward pass.
+void FillPredictResponse(const ServedVersion& served,
+                         std::span<const float> output, int64_t rows,
+                         TensorEncoding encoding,
+                         v1::PredictResponse* response);
+
 // Index of the largest value in each of the `rows` rows of `values`
 // ([rows, cols], row-major); ties go to the lowest index.
 std::vector<int32_t> ArgmaxPerRow(std::span<const float> values, int64_t rows,

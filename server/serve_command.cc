@@ -98,11 +98,15 @@ void LogSettings(const ServeOptions& o) {
       "event=starting version={} model_repository={} grpc_address={} "
       "metrics_address={} threads={} intra_op_threads={} max_batch_rows={} "
       "max_message_bytes={} max_queued_requests={} inline_work_limit={} "
+      "dynamic_batching={} batching_max_batch_rows={} "
+      "batching_max_queue_delay_us={} batching_max_queue_size={} "
       "shutdown_timeout_seconds={} allow_load_failures={} layer_timing={} "
       "port_file={}",
       o.build_version, LogQuote(o.model_repository), o.grpc_address,
       o.metrics_address, o.threads, o.intra_op_threads, o.max_batch_rows,
       o.max_message_bytes, o.max_queued_requests, o.inline_work_limit,
+      o.dynamic_batching, o.batching_max_batch_rows,
+      o.batching_max_queue_delay_us, o.batching_max_queue_size,
       o.shutdown_timeout_seconds, o.allow_load_failures, o.layer_timing,
       LogQuote(o.port_file));
 }
@@ -149,10 +153,18 @@ absl::Status RunServe(const ServeOptions& options) {
                                  options.max_queued_requests, 1))});
   InferenceService service(
       models->get(), &pool, &metrics,
-      ServiceOptions{.max_batch_rows = options.max_batch_rows,
-                     .max_message_bytes = options.max_message_bytes,
-                     .inline_work_limit = options.inline_work_limit,
-                     .layer_timing = options.layer_timing});
+      ServiceOptions{
+          .max_batch_rows = options.max_batch_rows,
+          .max_message_bytes = options.max_message_bytes,
+          .inline_work_limit = options.inline_work_limit,
+          .layer_timing = options.layer_timing,
+          .dynamic_batching = options.dynamic_batching,
+          .batching = BatchingOptions{
+              .max_batch_rows = options.batching_max_batch_rows,
+              .max_queue_delay_us = options.batching_max_queue_delay_us,
+              .max_queue_size = options.batching_max_queue_size,
+              .max_concurrent_batches = pool.threads(),
+          }});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -37,6 +37,12 @@ struct ServeOptions {
   int64_t max_message_bytes = 64 << 20;
   int64_t max_queued_requests = 256;
   int64_t inline_work_limit = 262144;
+  // Dynamic batching and its server-wide defaults (config.pbtxt
+  // dynamic_batching fields > 0 override them per model).
+  bool dynamic_batching = true;
+  int64_t batching_max_batch_rows = 64;
+  int64_t batching_max_queue_delay_us = 0;
+  int64_t batching_max_queue_size = 256;
   double shutdown_timeout_seconds = 30;
   bool allow_load_failures = false;
   bool layer_timing = true;
