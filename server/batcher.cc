@@ -54,12 +54,15 @@ ModelBatcher::ModelBatcher(std::shared_ptr<const ServedVersion> served,
 
 ModelBatcher::~ModelBatcher() {
   std::unique_lock<std::mutex> lock(mutex_);
-  all_exited_.wait(lock, [this] { return active_ == 0; });
+  all_exited_.wait(lock, [this] { return active_.load() == 0; });
 }
 
 bool ModelBatcher::idle() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return queue_.empty() && active_ == 0;
+  // A runner is active whenever a call is queued (runners exit only with an
+  // empty queue), so no runner means nothing queued either. Lock-free: this
+  // is asked by every small call, and a contended mutex here costs futex
+  // syscalls on the callback threads.
+  return active_.load(std::memory_order_relaxed) == 0;
 }
 
 size_t ModelBatcher::queued() const {
@@ -81,8 +84,8 @@ absl::Status ModelBatcher::Submit(Call call) {
     }
     queue_.push_back(Pending{std::move(call), SteadyClock::now()});
     queued_rows_ += rows;
-    if (active_ < options_.max_concurrent_batches) {
-      ++active_;
+    if (active_.load() < options_.max_concurrent_batches) {
+      active_.fetch_add(1);
       start_runner = true;
     }
   }
@@ -94,7 +97,7 @@ absl::Status ModelBatcher::Submit(Call call) {
     std::deque<Pending> orphans;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      if (active_ == 1) {
+      if (active_.load() == 1) {
         orphans.swap(queue_);
         queued_rows_ = 0;
       }
@@ -113,7 +116,7 @@ absl::Status ModelBatcher::Submit(Call call) {
 void ModelBatcher::RunnerExited(std::unique_lock<std::mutex>* /*held*/) {
   // Notified under the lock: the destructor may run as soon as it can take
   // the mutex, so nothing of this object is touched after the unlock.
-  if (--active_ == 0) all_exited_.notify_all();
+  if (active_.fetch_sub(1) == 1) all_exited_.notify_all();
 }
 
 bool ModelBatcher::TakeBatch(std::vector<Pending>* batch) {

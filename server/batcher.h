@@ -29,6 +29,7 @@
 #ifndef NNSERVE_SERVER_BATCHER_H_
 #define NNSERVE_SERVER_BATCHER_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -127,7 +128,8 @@ class ModelBatcher {
   std::condition_variable all_exited_;  // active_ dropped to 0.
   std::deque<Pending> queue_;           // Guarded by mutex_.
   int64_t queued_rows_ = 0;             // Guarded by mutex_.
-  int active_ = 0;                      // Runners started, guarded.
+  // Runners started; changed under mutex_, read lock-free by idle().
+  std::atomic<int> active_{0};
 };
 
 }  // namespace nnserve::server
