@@ -60,7 +60,7 @@ struct ServiceOptions {
   // Server-wide batcher settings; a model's config.pbtxt dynamic_batching
   // overrides each field it sets > 0. time_layers is taken from
   // layer_timing.
-  BatchingOptions batching;
+  BatchingOptions batching = {};
 };
 
 class InferenceService final : public v1::Inference::CallbackService {

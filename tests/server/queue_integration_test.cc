@@ -2,8 +2,10 @@
 // one of --threads workers): a Predict whose deadline passes while it waits
 // is answered without running its forward pass (DEADLINE_EXCEEDED to the
 // caller; the rows counter shows the work was skipped) and the calls ahead
-// of it are unaffected; a full queue (--max-queued-requests) refuses calls
-// with RESOURCE_EXHAUSTED while the accepted ones complete correctly.
+// of it are unaffected; a full queue refuses calls with RESOURCE_EXHAUSTED
+// while the accepted ones complete correctly — the dynamic batching queue
+// (--batching-max-queue-size) by default, the worker queue
+// (--max-queued-requests) with --dynamic-batching=false.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -154,14 +156,25 @@ TEST(QueueIntegrationTest, CallExpiredInTheQueueIsNotRun) {
       << text;
 }
 
-TEST(QueueIntegrationTest, FullQueueIsResourceExhaustedOthersComplete) {
+// Flags that give a two-slot queue in front of one worker.
+class FullQueueTest
+    : public ::testing::TestWithParam<std::vector<std::string>> {};
+
+INSTANTIATE_TEST_SUITE_P(
+    QueueIntegrationTest, FullQueueTest,
+    ::testing::Values(
+        std::vector<std::string>{"--threads=1", "--batching-max-queue-size=2"},
+        std::vector<std::string>{"--threads=1", "--dynamic-batching=false",
+                                 "--max-queued-requests=2"}));
+
+TEST_P(FullQueueTest, FullQueueIsResourceExhaustedOthersComplete) {
   ScopedTempDir repo("nnserve_queue_full_itest");
   const RandomModel heavy = HeavyModel();
   WriteModelDir(repo.path(), heavy, 1, FileFormat::kSafetensors,
                 engine::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
-  options.extra_args = {"--threads=1", "--max-queued-requests=2"};
+  options.extra_args = GetParam();
   absl::StatusOr<RunningServer> server = StartServer(options);
   ASSERT_TRUE(server.ok()) << server.status();
   const Client& client = *server->client;
