@@ -84,12 +84,14 @@ absl::Status ModelBatcher::Submit(Call call) {
     }
     queue_.push_back(Pending{std::move(call), SteadyClock::now()});
     queued_rows_ += rows;
+    // Counted under the lock, before any runner can take the call, so the
+    // gauge never dips below zero.
+    served_->batcher_metrics->AddQueued(1);
     if (active_.load() < options_.max_concurrent_batches) {
       active_.fetch_add(1);
       start_runner = true;
     }
   }
-  served_->batcher_metrics->AddQueued(1);
   if (options_.max_queue_delay_us > 0) arrived_.notify_one();
   if (start_runner && !pool_->TrySubmit([this] { RunBatches(); })) {
     // No runner will start. If no other runner is active, nobody would
@@ -104,11 +106,17 @@ absl::Status ModelBatcher::Submit(Call call) {
       RunnerExited(&lock);
     }
     served_->batcher_metrics->AddQueued(-static_cast<int64_t>(orphans.size()));
-    for (Pending& pending : orphans) {
-      std::move(pending.call.done)(absl::UnavailableError(absl::StrCat(
-          "no inference worker accepted the batch for model '", served_->name,
-          "' (the server is shutting down or its worker queue is full)")));
-    }
+    // The pool refuses when its queue is full (overload) or after shutdown.
+    const absl::Status refused =
+        pool_->queued() >= pool_->max_queue()
+            ? absl::ResourceExhaustedError(absl::StrCat(
+                  "the inference queue is full (", pool_->max_queue(),
+                  " tasks waiting for ", pool_->threads(),
+                  " workers); retry with backoff"))
+            : absl::UnavailableError(absl::StrCat(
+                  "no inference worker accepts work for model '", served_->name,
+                  "': the server is shutting down"));
+    for (Pending& pending : orphans) std::move(pending.call.done)(refused);
   }
   return absl::OkStatus();
 }

@@ -93,7 +93,9 @@ class ModelBatcher {
   ~ModelBatcher();
 
   // Queues `call`. OK: `call.done` will be invoked exactly once (if the pool
-  // refuses to start a runner, e.g. after shutdown, with UNAVAILABLE).
+  // refuses to start a runner and none is active, at once: with
+  // RESOURCE_EXHAUSTED when the pool's queue is full, UNAVAILABLE after its
+  // shutdown).
   // RESOURCE_EXHAUSTED when the queue already holds max_queue_size calls;
   // `call.done` is then not invoked and the caller answers.
   absl::Status Submit(Call call);
