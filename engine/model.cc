@@ -2,10 +2,10 @@
 //
 // Hot path of Forward (steady state, no heap allocation in this file; oneDNN
 // 2.6's dnnl_primitive_execute still builds its own argument map inside, ~7
-// small allocations per primitive run): one atomic load to
-// find the BatchPlan for the chunk's row count, a mutex-guarded pop of a
-// MemorySet, then per layer set_data_handle + dnnl_primitive_execute (C API,
-// stack-allocated argument array) on a thread_local stream, with
+// small allocations per primitive run): per chunk (see NextChunkRows), one
+// atomic load to find the BatchPlan for the chunk's row count, a mutex-guarded
+// pop of a MemorySet, then per layer set_data_handle + dnnl_primitive_execute
+// (C API, stack-allocated argument array) on a thread_local stream, with
 // activations in two thread_local buffers that grow on demand.
 #include "engine/model.h"
 
@@ -29,12 +29,20 @@
 namespace nnserve::engine {
 namespace {
 
-// Larger batches run in chunks of this many rows, which bounds both the
-// number of distinct cached plans and the activation buffers.
+// Row counts with their own plan: every count up to kExactRows, then
+// multiples of kExactRows up to kMaxChunkRows (79 plans at most). A forward
+// of any other size runs as at most two chunks of planned sizes (e.g. 300 =
+// 256 + 44), so the set of plans — and the memory they hold — stays bounded
+// however varied the batch sizes are, and no steady-state call builds one.
+constexpr int64_t kExactRows = 64;
 constexpr int64_t kMaxChunkRows = 1024;
-// At most this many batch sizes get cached plans; further sizes build a
-// temporary plan per call (correct but slow).
-constexpr size_t kMaxCachedPlans = 128;
+
+// The rows of the next chunk when `remaining` rows are left.
+int64_t NextChunkRows(int64_t remaining) {
+  if (remaining <= kExactRows) return remaining;
+  const int64_t rows = std::min(remaining, kMaxChunkRows);
+  return rows - rows % kExactRows;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -133,10 +141,9 @@ class Model::Impl {
   std::vector<LayerWeights> layers;               // Guarded by build_mu.
   std::vector<std::unique_ptr<BatchPlan>> owned;  // Guarded by build_mu.
 
-  // Returns the cached plan for `rows`, building it if needed. When the
-  // cache is full the plan is returned in `temporary` instead.
-  const BatchPlan* GetPlan(int64_t rows,
-                           std::unique_ptr<BatchPlan>* temporary) {
+  // Returns the cached plan for `rows` (a count NextChunkRows produces),
+  // building it on first use.
+  const BatchPlan* GetPlan(int64_t rows) {
     const BatchPlan* plan = plans[rows].load(std::memory_order_acquire);
     if (plan != nullptr) return plan;
     std::lock_guard<std::mutex> lock(build_mu);
@@ -144,10 +151,6 @@ class Model::Impl {
     if (plan != nullptr) return plan;
     std::unique_ptr<BatchPlan> built =
         BatchPlan::Build(rows, layers, CpuEngine());
-    if (owned.size() >= kMaxCachedPlans) {
-      *temporary = std::move(built);
-      return temporary->get();
-    }
     plan = built.get();
     owned.push_back(std::move(built));
     plans[rows].store(plan, std::memory_order_release);
@@ -161,8 +164,7 @@ class Model::Impl {
 absl::Status Model::Impl::RunChunk(Workspace& ws, const float* input,
                                    int64_t rows, float* output,
                                    std::span<double> layer_seconds) {
-  std::unique_ptr<BatchPlan> temporary;
-  const BatchPlan* plan = GetPlan(rows, &temporary);
+  const BatchPlan* plan = GetPlan(rows);
   const size_t act_bytes = static_cast<size_t>(rows * max_hidden) * 4;
   float* buffers[2] = {
       static_cast<float*>(ws.activations[0].Reserve(act_bytes)),
@@ -248,7 +250,10 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Create(
       return absl::InvalidArgumentError(absl::StrCat(
           "prewarm batch size ", rows, " is invalid, expected >= 1"));
     }
-    prewarm.push_back(std::min(rows, kMaxChunkRows));
+    // The plans every chunk of a `rows`-row forward uses.
+    for (int64_t left = rows; left > 0; left -= prewarm.back()) {
+      prewarm.push_back(NextChunkRows(left));
+    }
   }
   // The first plan fixes the stored weight layout; build one even if no
   // batch size was asked for.
@@ -286,9 +291,8 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Create(
       }
     }
     ScopedOmpThreads omp_threads(impl->threads);
-    std::unique_ptr<BatchPlan> unused;
     for (int64_t rows : prewarm) {
-      impl->GetPlan(rows, &unused);
+      impl->GetPlan(rows);
       // Weights now live in their reordered copies.
       for (LayerWeights& lw : impl->layers) {
         lw.plain.clear();
@@ -343,8 +347,8 @@ absl::Status Model::Forward(std::span<const float> input, int64_t rows,
   }
   try {
     Workspace& ws = ThreadWorkspace();
-    for (int64_t first = 0; first < rows; first += kMaxChunkRows) {
-      const int64_t chunk = std::min(kMaxChunkRows, rows - first);
+    for (int64_t first = 0, chunk; first < rows; first += chunk) {
+      chunk = NextChunkRows(rows - first);
       absl::Status status =
           impl_->RunChunk(ws, input.data() + first * in, chunk,
                           output.data() + first * out, layer_seconds);

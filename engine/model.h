@@ -8,6 +8,9 @@
 // the layout oneDNN prefers, matmul primitives (bias and activation fused as
 // post-ops) and softmax primitives are built for the pre-warmed batch sizes.
 // Other batch sizes get their primitives built on first use and cached.
+// Plans exist only for 1..64 rows and multiples of 64 up to 1024; a forward
+// of any other size runs as at most two such chunks per 1024 rows, so the
+// cache stays small (≤ 79 plans) whatever sizes callers send.
 #ifndef NNSERVE_ENGINE_MODEL_H_
 #define NNSERVE_ENGINE_MODEL_H_
 
@@ -29,7 +32,8 @@ namespace nnserve::engine {
 // several requests on several threads at once.
 struct EngineOptions {
   int intra_op_threads = 1;
-  // Batch sizes whose primitives are built at load time.
+  // Batch sizes whose primitives are built at load time (each also builds
+  // the plans its chunks use; {1, ..., N} prepares every size up to N).
   std::vector<int64_t> prewarm_batch_sizes = {1};
 };
 
@@ -93,7 +97,7 @@ class Model {
   // Internal if oneDNN fails. Thread-safe; nnserve code makes no heap
   // allocation in steady state for batch sizes seen before (oneDNN 2.6's
   // dnnl_primitive_execute itself allocates its argument map: ~7 small
-  // allocations per primitive run). Rows beyond 1024 run in chunks of 1024.
+  // allocations per primitive run).
   absl::Status Forward(std::span<const float> input, int64_t rows,
                        std::span<float> output,
                        std::span<double> layer_seconds = {}) const;
