@@ -177,6 +177,32 @@ std::string_view ActivationName(Activation activation) {
   return "UNKNOWN";
 }
 
+v1::Activation ToConfigActivation(Activation activation) {
+  switch (activation) {
+    case Activation::kIdentity:
+      return v1::IDENTITY;
+    case Activation::kRelu:
+      return v1::RELU;
+    case Activation::kLeakyRelu:
+      return v1::LEAKY_RELU;
+    case Activation::kElu:
+      return v1::ELU;
+    case Activation::kSigmoid:
+      return v1::SIGMOID;
+    case Activation::kTanh:
+      return v1::TANH;
+    case Activation::kGelu:
+      return v1::GELU;
+    case Activation::kSoftmax:
+      return v1::SOFTMAX;
+  }
+  return v1::ACTIVATION_UNSPECIFIED;
+}
+
+v1::WeightLayout ToConfigWeightLayout(WeightLayout layout) {
+  return layout == WeightLayout::kInOut ? v1::IN_OUT : v1::OUT_IN;
+}
+
 std::string_view WeightLayoutName(WeightLayout layout) {
   return layout == WeightLayout::kOutIn ? "OUT_IN" : "IN_OUT";
 }

@@ -36,14 +36,19 @@ std::string_view ActivationName(Activation activation);
 enum class WeightLayout { kOutIn, kInOut };
 std::string_view WeightLayoutName(WeightLayout layout);  // "OUT_IN" / "IN_OUT"
 
+// The config-schema spelling of an activation / layout (for describing a
+// loaded model in protobuf form).
+v1::Activation ToConfigActivation(Activation activation);
+v1::WeightLayout ToConfigWeightLayout(WeightLayout layout);
+
 struct LayerSpec {
   std::string name;
   int64_t input_size = 0;
   int64_t units = 0;
   Activation activation = Activation::kIdentity;
-  float alpha = 0.0f;          // LEAKY_RELU / ELU parameter (defaults applied).
-  std::vector<float> weight;   // [units, input_size] row-major.
-  std::vector<float> bias;     // [units], or empty when the layer has no bias.
+  float alpha = 0.0f;         // LEAKY_RELU / ELU parameter (defaults applied).
+  std::vector<float> weight;  // [units, input_size] row-major.
+  std::vector<float> bias;    // [units], or empty when the layer has no bias.
 };
 
 struct ModelSpec {

@@ -25,28 +25,6 @@ std::vector<float> RandomValues(size_t count, float scale, uint32_t seed) {
   return values;
 }
 
-v1::Activation ToProtoActivation(engine::Activation activation) {
-  switch (activation) {
-    case engine::Activation::kIdentity:
-      return v1::IDENTITY;
-    case engine::Activation::kRelu:
-      return v1::RELU;
-    case engine::Activation::kLeakyRelu:
-      return v1::LEAKY_RELU;
-    case engine::Activation::kElu:
-      return v1::ELU;
-    case engine::Activation::kSigmoid:
-      return v1::SIGMOID;
-    case engine::Activation::kTanh:
-      return v1::TANH;
-    case engine::Activation::kGelu:
-      return v1::GELU;
-    case engine::Activation::kSoftmax:
-      return v1::SOFTMAX;
-  }
-  return v1::ACTIVATION_UNSPECIFIED;
-}
-
 RandomModel BuildRandomModel(std::string_view name, int64_t input_size,
                              const std::vector<LayerDef>& layers,
                              engine::WeightLayout layout, uint32_t seed) {
@@ -56,8 +34,7 @@ RandomModel BuildRandomModel(std::string_view name, int64_t input_size,
   config.mutable_input()->set_name("x");
   config.mutable_input()->set_size(input_size);
   config.mutable_output()->set_name("y");
-  config.set_weight_layout(layout == engine::WeightLayout::kOutIn ? v1::OUT_IN
-                                                                  : v1::IN_OUT);
+  config.set_weight_layout(engine::ToConfigWeightLayout(layout));
   int64_t in = input_size;
   for (size_t i = 0; i < layers.size(); ++i) {
     const LayerDef& def = layers[i];
@@ -65,7 +42,7 @@ RandomModel BuildRandomModel(std::string_view name, int64_t input_size,
     const std::string layer_name = absl::StrCat("fc", i);
     layer->set_name(layer_name);
     layer->set_units(def.units);
-    layer->set_activation(ToProtoActivation(def.activation));
+    layer->set_activation(engine::ToConfigActivation(def.activation));
     if (def.alpha.has_value()) layer->set_alpha(*def.alpha);
     const float scale = 1.0f / std::sqrt(static_cast<float>(in));
     engine::Tensor weight;

@@ -42,9 +42,6 @@ RandomModel BuildRandomModel(std::string_view name, int64_t input_size,
                              const std::vector<LayerDef>& layers,
                              engine::WeightLayout layout, uint32_t seed);
 
-// The config enum for an engine activation.
-v1::Activation ToProtoActivation(engine::Activation activation);
-
 enum class FileFormat { kSafetensors, kNpy };
 
 // Writes <repository>/<config.name>/config.pbtxt and the tensors into
