@@ -237,9 +237,10 @@ TEST(BatchingIntegrationTest, ModelConfigQueueSizeOverridesServerDefault) {
                   ::testing::HasSubstr("max_queue_size"));
     }
   }
-  // The running call and the one queued complete; ten at once against one
-  // queue slot means some are refused.
-  EXPECT_GE(ok, 2);
+  // The queue slot's call always completes (and the one running, if the
+  // runner took its call before the others arrived); ten at once against
+  // one queue slot means some are refused.
+  EXPECT_GE(ok, 1);
   EXPECT_GT(refused, 0);
 }
 

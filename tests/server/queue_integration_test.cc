@@ -227,9 +227,10 @@ TEST_P(FullQueueTest, FullQueueIsResourceExhaustedOthersComplete) {
       EXPECT_THAT(status.error_message(), ::testing::HasSubstr("queue"));
     }
   }
-  // At least the running call and the two queued ones complete; with
-  // twelve calls arriving together, some are refused.
-  EXPECT_GE(ok, 3);
+  // At least the two queued calls complete (plus the running one when the
+  // worker took its call before the others arrived); with twelve calls
+  // arriving together, some are refused.
+  EXPECT_GE(ok, 2);
   EXPECT_GT(refused, 0);
   // The server keeps serving once the queue has room again.
   EXPECT_TRUE(client.Predict(*request).ok());
