@@ -269,15 +269,23 @@ TEST(BatchingIntegrationTest, SigtermWhileCallsAreQueuedAnswersEveryOne) {
     calls = CallAllAtOnce(*server->client,
                           std::vector<v1::PredictRequest>(kCalls, *request));
   });
-  // Signal once calls are demonstrably waiting in the queue.
+  // Signal once every call has reached the server and some still wait in
+  // the queue: queued + taken from the queue (queue_duration count) covers
+  // all of them. (A call moves from one to the other by decrementing the
+  // gauge first, so the sum never overcounts.)
   absl::Status queued = server->process->WaitUntil(
       [&] {
         absl::StatusOr<std::string> text = Scrape(*server->process);
         if (!text.ok()) return false;
-        return Sample(*text, "nnserve_queue_size{model=\"heavy\"}")
-                   .value_or(0) > 0;
+        const double waiting =
+            Sample(*text, "nnserve_queue_size{model=\"heavy\"}").value_or(0);
+        const double taken =
+            Sample(*text,
+                   "nnserve_queue_duration_seconds_count{model=\"heavy\"}")
+                .value_or(0);
+        return waiting > 0 && waiting + taken == kCalls;
       },
-      seconds(60), "calls queued");
+      seconds(60), "all calls at the server, some queued");
   const bool signalled = queued.ok() && server->process->Signal(SIGTERM).ok();
   caller.join();
   ASSERT_TRUE(queued.ok()) << queued;
