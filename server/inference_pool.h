@@ -7,9 +7,9 @@
 // once at start, so OpenMP teams are per worker and never re-negotiated.
 //
 // A task is any callable; the pool neither knows nor cares that it runs a
-// forward pass. A later per-model dynamic batcher slots in *in front of* the
-// pool: it collects concurrent requests per model version and submits one
-// task per merged batch, keeping this class unchanged.
+// forward pass. The per-model-version dynamic batchers (batcher.h) sit in
+// front of the pool: each submits batch-runner tasks (at most --threads per
+// version at once), each of which runs merged forward passes.
 //
 // Thread-safe: TrySubmit may be called from any thread. Shutdown() (also
 // run by the destructor) stops accepting tasks, runs every task already
