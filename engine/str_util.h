@@ -1,5 +1,5 @@
-// Internal to engine/: bridges std::string_view to absl::string_view. The
-// Debian Abseil build has its own absl::string_view (not an alias of
+// Used by engine/ and server/: bridges std::string_view to absl::string_view.
+// The Debian Abseil build has its own absl::string_view (not an alias of
 // std::string_view), so std::string_view arguments to absl::StrCat and
 // friends must be converted. Stateless; thread-safe.
 #ifndef NNSERVE_ENGINE_STR_UTIL_H_

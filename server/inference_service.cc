@@ -36,28 +36,6 @@ absl::Status DrainingError() {
       "another replica");
 }
 
-v1::Activation ToProto(engine::Activation activation) {
-  switch (activation) {
-    case engine::Activation::kIdentity:
-      return v1::IDENTITY;
-    case engine::Activation::kRelu:
-      return v1::RELU;
-    case engine::Activation::kLeakyRelu:
-      return v1::LEAKY_RELU;
-    case engine::Activation::kElu:
-      return v1::ELU;
-    case engine::Activation::kSigmoid:
-      return v1::SIGMOID;
-    case engine::Activation::kTanh:
-      return v1::TANH;
-    case engine::Activation::kGelu:
-      return v1::GELU;
-    case engine::Activation::kSoftmax:
-      return v1::SOFTMAX;
-  }
-  return v1::ACTIVATION_UNSPECIFIED;
-}
-
 void FillStats(const engine::TensorStats& stats, v1::TensorStats* out) {
   out->set_mean(stats.mean);
   out->set_std(stats.std);
@@ -88,15 +66,13 @@ void FillModelInfo(const engine::ModelInfo& info,
   response->set_output_name(info.output_name);
   response->set_output_size(info.output_size);
   for (const std::string& label : info.labels) response->add_labels(label);
-  response->set_weight_layout(info.weight_layout == engine::WeightLayout::kInOut
-                                  ? v1::IN_OUT
-                                  : v1::OUT_IN);
+  response->set_weight_layout(engine::ToConfigWeightLayout(info.weight_layout));
   for (const engine::LayerInfo& layer : info.layers) {
     v1::LayerInfo* out = response->add_layers();
     out->set_name(layer.name);
     out->set_input_size(layer.input_size);
     out->set_output_size(layer.output_size);
-    out->set_activation(ToProto(layer.activation));
+    out->set_activation(engine::ToConfigActivation(layer.activation));
     out->set_alpha(layer.alpha);
     out->set_parameters(layer.parameters);
     out->set_has_bias(layer.has_bias);

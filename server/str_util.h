@@ -1,19 +1,14 @@
-// Internal to server/: bridges std::string_view to absl::string_view. The
-// Debian Abseil build has its own absl::string_view (not an alias of
-// std::string_view), so std::string_view arguments to absl::StrCat and
-// friends must be converted. Stateless; thread-safe.
+// Internal to server/: the std::string_view → absl::string_view bridge (see
+// engine/str_util.h; Debian's Abseil has its own absl::string_view type).
+// Stateless; thread-safe.
 #ifndef NNSERVE_SERVER_STR_UTIL_H_
 #define NNSERVE_SERVER_STR_UTIL_H_
 
-#include <string_view>
-
-#include "absl/strings/string_view.h"
+#include "engine/str_util.h"
 
 namespace nnserve::server {
 
-inline absl::string_view Sv(std::string_view s) {
-  return absl::string_view(s.data(), s.size());
-}
+using engine::Sv;
 
 }  // namespace nnserve::server
 
