@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -191,9 +192,14 @@ absl::Status RunServe(const ServeOptions& options) {
       grpc_port, metrics_port);
 
   const auto load_start = std::chrono::steady_clock::now();
+  // Every batch size up to 64 rows (the batcher's default merge limit) gets
+  // its oneDNN plan at load, so no request pays for building one; larger
+  // sizes are built on first use (at most 15 more plans per model).
+  std::vector<int64_t> prewarm(64);
+  std::iota(prewarm.begin(), prewarm.end(), 1);
   absl::Status loaded = (*models)->LoadAll(
       engine::EngineOptions{.intra_op_threads = options.intra_op_threads,
-                            .prewarm_batch_sizes = {1}});
+                            .prewarm_batch_sizes = std::move(prewarm)});
   if (!loaded.ok()) {
     server->Shutdown(std::chrono::system_clock::now());
     pool.Shutdown();
