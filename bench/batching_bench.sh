@@ -32,67 +32,28 @@ WARMUP=${WARMUP:-0.5}
 ROUNDS=${ROUNDS:-3}
 PY=/usr/bin/python3
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/batching-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# wait_for_port FILE PID NAME: echoes the first number in FILE once written.
-wait_for_port() {
-  local file=$1 pid=$2 name=$3
-  for _ in $(seq 600); do
-    if [ -s "$file" ]; then
-      awk '{print $1; exit}' "$file"
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "error: $name exited before serving; its log:" >&2
-      cat "$TMP/$name.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "error: $name did not start within 60 s" >&2
-  return 1
-}
+# shellcheck source=bench/bench_lib.sh
+source "$(dirname "$0")/bench_lib.sh"
+bench_init batching-bench
 
 declare -A ADDR
 for mode in on off; do
   flag=true
   [ "$mode" = off ] && flag=false
   # shellcheck disable=SC2086
-  "$NNSERVE" serve --model-repository "$REPO" \
+  start_server "$mode" "$NNSERVE" serve --model-repository "$REPO" \
     --grpc-address 127.0.0.1:0 --metrics-address 127.0.0.1:0 \
     --port-file "$TMP/$mode.port" --dynamic-batching "$flag" \
-    ${NNSERVE_ARGS:-} >"$TMP/$mode.log" 2>&1 &
-  PIDS+=($!)
-  ADDR[$mode]=127.0.0.1:$(wait_for_port "$TMP/$mode.port" "${PIDS[-1]}" "$mode")
+    ${NNSERVE_ARGS:-}
+  ADDR[$mode]=$SERVER_ADDR
 done
 
 for model in $MODELS; do
-  "$CLI" --address "${ADDR[on]}" --json info --model "$model" \
-    >"$TMP/info.$model.json"
-  read -r INPUT_SIZE OUTPUT_SIZE HAS_LABELS < <("$PY" -c '
-import json, sys
-info = json.load(open(sys.argv[1]))
-print(int(info["input_size"]), int(info["output_size"]), 1 if info["labels"] else 0)
-' "$TMP/info.$model.json")
-  LABEL_FLAG=()
-  [ "$HAS_LABELS" = 1 ] || LABEL_FLAG=(--no-labels)
-  "$BASELINE" --address 127.0.0.1:0 --port-file "$TMP/base.$model.port" \
-    --model "$model" --input-size "$INPUT_SIZE" --output-size "$OUTPUT_SIZE" \
-    "${LABEL_FLAG[@]}" >"$TMP/base.$model.log" 2>&1 &
-  PIDS+=($!)
-  ADDR[base.$model]=127.0.0.1:$(wait_for_port "$TMP/base.$model.port" \
-    "${PIDS[-1]}" "base.$model")
+  model_sizes "${ADDR[on]}" "$model"
+  start_server "base.$model" "$BASELINE" --address 127.0.0.1:0 \
+    --port-file "$TMP/base.$model.port" --model "$model" \
+    --input-size "$INPUT_SIZE" --output-size "$OUTPUT_SIZE" "${LABEL_FLAG[@]}"
+  ADDR[base.$model]=$SERVER_ADDR
 done
 
 echo "batch 1 per call, values encoding, ${DURATION} s per run" \

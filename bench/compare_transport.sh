@@ -34,62 +34,23 @@ ROUNDS=${ROUNDS:-5}
 RAW=${RAW:-0}
 PY=/usr/bin/python3
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/compare-transport.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# wait_for_port FILE PID NAME: echoes the first number in FILE once written.
-wait_for_port() {
-  local file=$1 pid=$2 name=$3
-  for _ in $(seq 600); do
-    if [ -s "$file" ]; then
-      awk '{print $1; exit}' "$file"
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "error: $name exited before serving; its log:" >&2
-      cat "$TMP/$name.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "error: $name did not start within 60 s" >&2
-  return 1
-}
+# shellcheck source=bench/bench_lib.sh
+source "$(dirname "$0")/bench_lib.sh"
+bench_init compare-transport
 
 # nnserve first: the baseline mirrors the model's input/output sizes.
 # shellcheck disable=SC2086
-"$NNSERVE" serve --model-repository "$MODELS" \
+start_server nnserve "$NNSERVE" serve --model-repository "$MODELS" \
   --grpc-address 127.0.0.1:0 --metrics-address 127.0.0.1:0 \
-  --port-file "$TMP/nnserve.port" ${NNSERVE_ARGS:-} >"$TMP/nnserve.log" 2>&1 &
-PIDS+=($!)
-NNSERVE_PORT=$(wait_for_port "$TMP/nnserve.port" "${PIDS[-1]}" nnserve)
-NNSERVE_ADDR=127.0.0.1:$NNSERVE_PORT
+  --port-file "$TMP/nnserve.port" ${NNSERVE_ARGS:-}
+NNSERVE_ADDR=$SERVER_ADDR
 
-"$CLI" --address "$NNSERVE_ADDR" --json info --model "$MODEL" >"$TMP/info.json"
-read -r INPUT_SIZE OUTPUT_SIZE HAS_LABELS < <("$PY" -c '
-import json, sys
-info = json.load(open(sys.argv[1]))
-print(int(info["input_size"]), int(info["output_size"]), 1 if info["labels"] else 0)
-' "$TMP/info.json")
-LABEL_FLAG=()
-[ "$HAS_LABELS" = 1 ] || LABEL_FLAG=(--no-labels)
+model_sizes "$NNSERVE_ADDR" "$MODEL"
 
-"$BASELINE" --address 127.0.0.1:0 --port-file "$TMP/baseline.port" \
-  --model "$MODEL" --input-size "$INPUT_SIZE" --output-size "$OUTPUT_SIZE" \
-  "${LABEL_FLAG[@]}" >"$TMP/baseline.log" 2>&1 &
-PIDS+=($!)
-BASELINE_PORT=$(wait_for_port "$TMP/baseline.port" "${PIDS[-1]}" baseline)
-BASELINE_ADDR=127.0.0.1:$BASELINE_PORT
+start_server baseline "$BASELINE" --address 127.0.0.1:0 \
+  --port-file "$TMP/baseline.port" --model "$MODEL" \
+  --input-size "$INPUT_SIZE" --output-size "$OUTPUT_SIZE" "${LABEL_FLAG[@]}"
+BASELINE_ADDR=$SERVER_ADDR
 
 ENCODING_FLAG=()
 [ "$RAW" = 1 ] && ENCODING_FLAG=(--raw)
