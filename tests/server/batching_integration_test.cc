@@ -6,23 +6,17 @@
 // refused with RESOURCE_EXHAUSTED naming max_queue_size); SIGTERM while
 // calls are queued answers every one of them.
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdint>
-#include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/integration_fixture.h"
-#include "tests/util/loopback_http.h"
 
 namespace nnserve::testing {
 namespace {
@@ -31,69 +25,11 @@ using engine::Activation;
 using engine::WeightLayout;
 using std::chrono::seconds;
 
-// The value of the sample `series` (exact text before the value) in a
-// scrape, if present.
-std::optional<double> Sample(const std::string& text,
-                             const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      return std::stod(std::string(line.substr(series.size() + 1)));
-    }
-  }
-  return std::nullopt;
-}
-
-absl::StatusOr<std::string> Scrape(const ServerProcess& process) {
-  absl::StatusOr<HttpResponse> response =
-      HttpGet(process.metrics_port(), "/metrics");
-  if (!response.ok()) return response.status();
-  return response->body;
-}
-
-// ~2.1 M parameters: a 256-row call is ~1 GFLOP, milliseconds of work, so
-// calls sent together queue up behind a single worker.
-RandomModel HeavyModel() {
-  return BuildRandomModel(
-      "heavy", 8,
-      {LayerDef(1024, Activation::kRelu), LayerDef(1024, Activation::kRelu),
-       LayerDef(1024, Activation::kRelu), LayerDef(10, Activation::kSoftmax)},
-      WeightLayout::kOutIn, 3);
-}
-
-struct AsyncCall {
-  grpc::ClientContext context;
-  v1::PredictRequest request;
-  v1::PredictResponse response;
-  grpc::Status status;
-  bool done = false;
-};
-
-// Starts `requests` at once on `client`; returns once all have completed.
-std::vector<std::unique_ptr<AsyncCall>> CallAllAtOnce(
-    const Client& client, const std::vector<v1::PredictRequest>& requests) {
-  std::mutex mutex;
-  std::condition_variable changed;
-  size_t completed = 0;
-  std::vector<std::unique_ptr<AsyncCall>> calls;
-  for (const v1::PredictRequest& request : requests) {
-    calls.push_back(std::make_unique<AsyncCall>());
-    AsyncCall* call = calls.back().get();
-    call->request = request;
-    call->context.set_deadline(std::chrono::system_clock::now() + seconds(120));
-    client.stub().async()->Predict(&call->context, &call->request,
-                                   &call->response,
-                                   [&, call](grpc::Status status) {
-                                     std::lock_guard<std::mutex> lock(mutex);
-                                     call->status = std::move(status);
-                                     call->done = true;
-                                     ++completed;
-                                     changed.notify_all();
-                                   });
-  }
-  std::unique_lock<std::mutex> lock(mutex);
-  changed.wait_for(lock, seconds(180),
-                   [&] { return completed == requests.size(); });
-  return calls;
+// Starts `requests` at once on `calls`; returns once all have completed.
+void CallAllAtOnce(AsyncPredicts& calls,
+                   const std::vector<v1::PredictRequest>& requests) {
+  for (const v1::PredictRequest& request : requests) calls.Start(request);
+  calls.WaitFor(calls.size(), seconds(180));
 }
 
 TEST(BatchingIntegrationTest, ConcurrentCallersGetExactlyTheirOwnRows) {
@@ -183,20 +119,20 @@ TEST(BatchingIntegrationTest, ConcurrentCallersGetExactlyTheirOwnRows) {
     EXPECT_EQ(failures[i], "") << "call " << i;
   }
 
-  absl::StatusOr<std::string> text = Scrape(*server->process);
+  absl::StatusOr<std::string> text = ScrapeMetrics(*server->process);
   ASSERT_TRUE(text.ok()) << text.status();
-  EXPECT_EQ(Sample(*text, "nnserve_batch_rows_sum{model=\"mix\"}"),
+  EXPECT_EQ(MetricSample(*text, "nnserve_batch_rows_sum{model=\"mix\"}"),
             static_cast<double>(total_rows))
       << *text;
-  EXPECT_EQ(
-      Sample(*text, "nnserve_queue_duration_seconds_count{model=\"mix\"}"),
-      static_cast<double>(cases.size()));
+  EXPECT_EQ(MetricSample(*text,
+                         "nnserve_queue_duration_seconds_count{model=\"mix\"}"),
+            static_cast<double>(cases.size()));
   const std::optional<double> forwards =
-      Sample(*text, "nnserve_batch_rows_count{model=\"mix\"}");
+      MetricSample(*text, "nnserve_batch_rows_count{model=\"mix\"}");
   ASSERT_TRUE(forwards.has_value());
   EXPECT_GE(*forwards, 1);
   EXPECT_LE(*forwards, static_cast<double>(cases.size()));
-  EXPECT_EQ(Sample(*text, "nnserve_queue_size{model=\"mix\"}"), 0);
+  EXPECT_EQ(MetricSample(*text, "nnserve_queue_size{model=\"mix\"}"), 0);
 }
 
 TEST(BatchingIntegrationTest, ModelConfigQueueSizeOverridesServerDefault) {
@@ -218,22 +154,22 @@ TEST(BatchingIntegrationTest, ModelConfigQueueSizeOverridesServerDefault) {
   absl::StatusOr<v1::PredictRequest> request =
       MakePredictRequest("heavy", 0, batch, Encoding::kRaw);
   ASSERT_TRUE(request.ok()) << request.status();
-  auto calls = CallAllAtOnce(*server->client,
-                             std::vector<v1::PredictRequest>(10, *request));
+  AsyncPredicts calls(*server->client);
+  CallAllAtOnce(calls, std::vector<v1::PredictRequest>(10, *request));
   int ok = 0, refused = 0;
-  for (const auto& call : calls) {
-    ASSERT_TRUE(call->done);
-    SCOPED_TRACE(call->status.error_message());
-    if (call->status.ok()) {
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const AsyncPredicts::Call& call = calls[i];
+    ASSERT_TRUE(call.done);
+    SCOPED_TRACE(call.status.error_message());
+    if (call.status.ok()) {
       ++ok;
-      absl::StatusOr<RowBatch> output = DecodeTensor(call->response.output());
+      absl::StatusOr<RowBatch> output = DecodeTensor(call.response.output());
       ASSERT_TRUE(output.ok()) << output.status();
       EXPECT_LE(MaxRowRelativeError(output->values, expected, 256), 1e-5);
     } else {
       ++refused;
-      EXPECT_EQ(call->status.error_code(),
-                grpc::StatusCode::RESOURCE_EXHAUSTED);
-      EXPECT_THAT(call->status.error_message(),
+      EXPECT_EQ(call.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+      EXPECT_THAT(call.status.error_message(),
                   ::testing::HasSubstr("max_queue_size"));
     }
   }
@@ -264,10 +200,9 @@ TEST(BatchingIntegrationTest, SigtermWhileCallsAreQueuedAnswersEveryOne) {
   ASSERT_TRUE(request.ok()) << request.status();
 
   constexpr int kCalls = 24;
-  std::vector<std::unique_ptr<AsyncCall>> calls;
+  AsyncPredicts calls(*server->client);
   std::thread caller([&] {
-    calls = CallAllAtOnce(*server->client,
-                          std::vector<v1::PredictRequest>(kCalls, *request));
+    CallAllAtOnce(calls, std::vector<v1::PredictRequest>(kCalls, *request));
   });
   // Signal once every call has reached the server and some still wait in
   // the queue: queued + taken from the queue (queue_duration count) covers
@@ -275,13 +210,14 @@ TEST(BatchingIntegrationTest, SigtermWhileCallsAreQueuedAnswersEveryOne) {
   // gauge first, so the sum never overcounts.)
   absl::Status queued = server->process->WaitUntil(
       [&] {
-        absl::StatusOr<std::string> text = Scrape(*server->process);
+        absl::StatusOr<std::string> text = ScrapeMetrics(*server->process);
         if (!text.ok()) return false;
         const double waiting =
-            Sample(*text, "nnserve_queue_size{model=\"heavy\"}").value_or(0);
+            MetricSample(*text, "nnserve_queue_size{model=\"heavy\"}")
+                .value_or(0);
         const double taken =
-            Sample(*text,
-                   "nnserve_queue_duration_seconds_count{model=\"heavy\"}")
+            MetricSample(
+                *text, "nnserve_queue_duration_seconds_count{model=\"heavy\"}")
                 .value_or(0);
         return waiting > 0 && waiting + taken == kCalls;
       },
@@ -291,10 +227,11 @@ TEST(BatchingIntegrationTest, SigtermWhileCallsAreQueuedAnswersEveryOne) {
   ASSERT_TRUE(queued.ok()) << queued;
   ASSERT_TRUE(signalled);
   ASSERT_EQ(calls.size(), static_cast<size_t>(kCalls));
-  for (const auto& call : calls) {
-    ASSERT_TRUE(call->done);
-    ASSERT_TRUE(call->status.ok()) << call->status.error_message();
-    absl::StatusOr<RowBatch> output = DecodeTensor(call->response.output());
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const AsyncPredicts::Call& call = calls[i];
+    ASSERT_TRUE(call.done);
+    ASSERT_TRUE(call.status.ok()) << call.status.error_message();
+    absl::StatusOr<RowBatch> output = DecodeTensor(call.response.output());
     ASSERT_TRUE(output.ok()) << output.status();
     EXPECT_LE(MaxRowRelativeError(output->values, expected, 256), 1e-5);
   }

@@ -35,10 +35,11 @@ struct Case {
 
 // Repository: digits (64 → 32 RELU → 10 SOFTMAX, labels) and mix
 // (IN_OUT 20 → 40 TANH → 30 GELU → 5 IDENTITY) in versions 1 and 2.
-class ConcurrencyIntegrationTest : public ::testing::Test {
+class ConcurrencyIntegrationTest
+    : public SharedServerTest<ConcurrencyIntegrationTest> {
  protected:
   static void SetUpTestSuite() {
-    repo_ = new ScopedTempDir("nnserve_concurrency_itest");
+    CreateRepository("nnserve_concurrency_itest");
     models_ = new std::vector<std::pair<RandomModel, int64_t>>();
     RandomModel digits = BuildRandomModel(
         "digits", 64,
@@ -60,24 +61,13 @@ class ConcurrencyIntegrationTest : public ::testing::Test {
       WriteModelDir(repo_->path(), model, version, FileFormat::kSafetensors,
                     engine::DType::kF32);
     }
-    ServerOptions options;
-    options.model_repository = repo_->path();
-    options.extra_args = {"--threads=2",
-                          absl::StrCat("--max-batch-rows=", kMaxBatchRows)};
-    absl::StatusOr<RunningServer> server = StartServer(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = new RunningServer(*std::move(server));
+    StartSharedServer(
+        {"--threads=2", absl::StrCat("--max-batch-rows=", kMaxBatchRows)});
   }
 
   static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
+    SharedServerTest::TearDownTestSuite();
     delete models_;
-    delete repo_;
-  }
-
-  void SetUp() override {
-    ASSERT_NE(server_, nullptr) << "the server failed to start";
   }
 
   // `count` distinct cases: models, versions (0 and explicit), encodings
@@ -141,15 +131,11 @@ class ConcurrencyIntegrationTest : public ::testing::Test {
     return ConnectClient(server_->process->grpc_target());
   }
 
-  static ScopedTempDir* repo_;
   static std::vector<std::pair<RandomModel, int64_t>>* models_;
-  static RunningServer* server_;
 };
 
-ScopedTempDir* ConcurrencyIntegrationTest::repo_ = nullptr;
 std::vector<std::pair<RandomModel, int64_t>>*
     ConcurrencyIntegrationTest::models_ = nullptr;
-RunningServer* ConcurrencyIntegrationTest::server_ = nullptr;
 
 TEST_F(ConcurrencyIntegrationTest, SixteenClientsTimesFiveHundredCalls) {
   constexpr int kClients = 16;

@@ -27,10 +27,10 @@ constexpr int64_t kMaxMessageBytes = 65536;
 // Repository: small (v1, v2: 4 → 3 RELU → 2 SOFTMAX), other (3 → 2), and
 // huge_input (4096 → 2): one row of it is 16 KiB, eight rows 128 KiB — over
 // the message limit while within the row limit.
-class ErrorsIntegrationTest : public ::testing::Test {
+class ErrorsIntegrationTest : public SharedServerTest<ErrorsIntegrationTest> {
  protected:
   static void SetUpTestSuite() {
-    repo_ = new ScopedTempDir("nnserve_errors_itest");
+    CreateRepository("nnserve_errors_itest");
     const std::vector<LayerDef> small = {LayerDef(3, Activation::kRelu),
                                          LayerDef(2, Activation::kSoftmax)};
     WriteModelDir(repo_->path(),
@@ -49,24 +49,8 @@ class ErrorsIntegrationTest : public ::testing::Test {
                                    {LayerDef(2, Activation::kIdentity)},
                                    WeightLayout::kOutIn, 4),
                   1, FileFormat::kSafetensors, engine::DType::kF32);
-    ServerOptions options;
-    options.model_repository = repo_->path();
-    options.extra_args = {
-        absl::StrCat("--max-batch-rows=", kMaxBatchRows),
-        absl::StrCat("--max-message-bytes=", kMaxMessageBytes)};
-    absl::StatusOr<RunningServer> server = StartServer(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = new RunningServer(*std::move(server));
-  }
-
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete repo_;
-  }
-
-  void SetUp() override {
-    ASSERT_NE(server_, nullptr) << "the server failed to start";
+    StartSharedServer({absl::StrCat("--max-batch-rows=", kMaxBatchRows),
+                       absl::StrCat("--max-message-bytes=", kMaxMessageBytes)});
   }
 
   static const Client& client() { return *server_->client; }
@@ -91,13 +75,7 @@ class ErrorsIntegrationTest : public ::testing::Test {
   static absl::Status PredictStatus(const v1::PredictRequest& request) {
     return client().Predict(request).status();
   }
-
-  static ScopedTempDir* repo_;
-  static RunningServer* server_;
 };
-
-ScopedTempDir* ErrorsIntegrationTest::repo_ = nullptr;
-RunningServer* ErrorsIntegrationTest::server_ = nullptr;
 
 MATCHER_P2(IsStatus, code, message_matcher, "") {
   if (arg.code() != code) {

@@ -6,10 +6,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -134,24 +132,11 @@ TEST(LifecycleIntegrationTest, HealthIsNotServingUntilEveryModelIsLoaded) {
   EXPECT_TRUE(IsServingThenDraining(overall.statuses()));
 }
 
-// One asynchronous Predict and its outcome.
-struct AsyncCall {
-  grpc::ClientContext context;
-  v1::PredictResponse response;
-  grpc::Status status;
-  bool done = false;
-  bool done_after_signal = false;
-};
-
 TEST(LifecycleIntegrationTest, SigtermDrainsInFlightCallsAndExitsZero) {
   ScopedTempDir repo("nnserve_drain_itest");
-  // ~2.1 M parameters: a 1024-row batch is ~4 GFLOP, tens of ms per call,
-  // and runs on the two inference workers.
-  const RandomModel heavy = BuildRandomModel(
-      "heavy", 8,
-      {LayerDef(1024, Activation::kRelu), LayerDef(1024, Activation::kRelu),
-       LayerDef(1024, Activation::kRelu), LayerDef(10, Activation::kSoftmax)},
-      WeightLayout::kOutIn, 7);
+  // A 1024-row batch is ~4 GFLOP, tens of ms per call, and runs on the two
+  // inference workers.
+  const RandomModel heavy = HeavyModel(7);
   WriteModelDir(repo.path(), heavy, 1, FileFormat::kSafetensors,
                 engine::DType::kF32);
   absl::StatusOr<RunningServer> server = StartServer(Options(repo.path()));
@@ -169,32 +154,12 @@ TEST(LifecycleIntegrationTest, SigtermDrainsInFlightCallsAndExitsZero) {
       MakePredictRequest("heavy", 0, batch, Encoding::kRaw);
   ASSERT_TRUE(request.ok()) << request.status();
 
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool signalled = false;
-  int completed = 0;
-  std::vector<std::unique_ptr<AsyncCall>> calls;
-  for (int i = 0; i < kCalls; ++i) {
-    calls.push_back(std::make_unique<AsyncCall>());
-    AsyncCall* call = calls.back().get();
-    call->context.set_deadline(std::chrono::system_clock::now() + seconds(120));
-    client.stub().async()->Predict(&call->context, &*request, &call->response,
-                                   [&, call](grpc::Status status) {
-                                     std::lock_guard<std::mutex> lock(mutex);
-                                     call->status = std::move(status);
-                                     call->done = true;
-                                     call->done_after_signal = signalled;
-                                     ++completed;
-                                     changed.notify_all();
-                                   });
-  }
-  // Signal once the server is demonstrably working through the calls.
-  {
-    std::unique_lock<std::mutex> lock(mutex);
-    ASSERT_TRUE(
-        changed.wait_for(lock, seconds(60), [&] { return completed > 0; }));
-    signalled = true;
-  }
+  AsyncPredicts calls(client);
+  for (int i = 0; i < kCalls; ++i) calls.Start(*request);
+  // Signal once the server is demonstrably working through the calls; calls
+  // completing from then on count as completed after the signal.
+  ASSERT_TRUE(calls.WaitFor(1, seconds(60)));
+  calls.Mark();
   ASSERT_TRUE(process.Signal(SIGTERM).ok());
 
   // Health goes NOT_SERVING, and the server refuses new calls.
@@ -216,12 +181,8 @@ TEST(LifecycleIntegrationTest, SigtermDrainsInFlightCallsAndExitsZero) {
         << status;
   }
 
-  {
-    std::unique_lock<std::mutex> lock(mutex);
-    ASSERT_TRUE(changed.wait_for(lock, seconds(120),
-                                 [&] { return completed == kCalls; }))
-        << completed << " of " << kCalls << " calls completed";
-  }
+  ASSERT_TRUE(calls.WaitFor(kCalls, seconds(120)))
+      << calls.completed() << " of " << kCalls << " calls completed";
   absl::StatusOr<ExitStatus> exit =
       process.WaitForExit(seconds(kShutdownTimeoutSeconds + 10));
   ASSERT_TRUE(exit.ok()) << exit.status();
@@ -232,7 +193,7 @@ TEST(LifecycleIntegrationTest, SigtermDrainsInFlightCallsAndExitsZero) {
   // nothing else. Calls finished after the signal prove it drained.
   int ok_after_signal = 0;
   for (int i = 0; i < kCalls; ++i) {
-    const AsyncCall& call = *calls[i];
+    const AsyncPredicts::Call& call = calls[i];
     SCOPED_TRACE(absl::StrCat("call ", i));
     ASSERT_THAT(
         call.status.error_code(),
@@ -242,7 +203,7 @@ TEST(LifecycleIntegrationTest, SigtermDrainsInFlightCallsAndExitsZero) {
     absl::StatusOr<RowBatch> output = DecodeTensor(call.response.output());
     ASSERT_TRUE(output.ok()) << output.status();
     EXPECT_LE(MaxRowRelativeError(output->values, expected, kRows), 1e-5);
-    if (call.done_after_signal) ++ok_after_signal;
+    if (call.done_after_mark) ++ok_after_signal;
   }
   EXPECT_GT(ok_after_signal, 0);
   EXPECT_THAT(process.ReadLog(), HasSubstr("event=shutdown_complete"));

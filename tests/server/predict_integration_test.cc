@@ -34,10 +34,10 @@ struct ServedModel {
 //   wide   v1      OUT_IN  64 → 256 RELU → 128 GELU → 10 SOFTMAX, labels
 // wide has ~50k parameters: batches of more than ~5 rows exceed the
 // server's default inline work limit and run on the inference workers.
-class PredictIntegrationTest : public ::testing::Test {
+class PredictIntegrationTest : public SharedServerTest<PredictIntegrationTest> {
  protected:
   static void SetUpTestSuite() {
-    repo_ = new ScopedTempDir("nnserve_predict_itest");
+    CreateRepository("nnserve_predict_itest");
     models_ = new std::vector<ServedModel>();
     auto add = [](std::string_view name, int64_t input,
                   std::vector<LayerDef> layers, WeightLayout layout,
@@ -75,23 +75,12 @@ class PredictIntegrationTest : public ::testing::Test {
          LayerDef(10, Activation::kSoftmax)},
         WeightLayout::kOutIn, 41, 1, FileFormat::kSafetensors, digits);
 
-    ServerOptions options;
-    options.model_repository = repo_->path();
-    options.extra_args = {"--threads=2"};
-    absl::StatusOr<RunningServer> server = StartServer(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = new RunningServer(*std::move(server));
+    StartSharedServer({"--threads=2"});
   }
 
   static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
+    SharedServerTest::TearDownTestSuite();
     delete models_;
-    delete repo_;
-  }
-
-  void SetUp() override {
-    ASSERT_NE(server_, nullptr) << "the server failed to start";
   }
 
   static const ServedModel& Find(const std::string& name, int64_t version) {
@@ -114,14 +103,10 @@ class PredictIntegrationTest : public ::testing::Test {
 
   static const Client& client() { return *server_->client; }
 
-  static ScopedTempDir* repo_;
   static std::vector<ServedModel>* models_;
-  static RunningServer* server_;
 };
 
-ScopedTempDir* PredictIntegrationTest::repo_ = nullptr;
 std::vector<ServedModel>* PredictIntegrationTest::models_ = nullptr;
-RunningServer* PredictIntegrationTest::server_ = nullptr;
 
 TEST_F(PredictIntegrationTest, OutputsMatchReferenceInBothEncodings) {
   uint32_t seed = 100;

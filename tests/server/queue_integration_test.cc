@@ -7,11 +7,7 @@
 // (--batching-max-queue-size) by default, the worker queue
 // (--max-queued-requests) with --dynamic-batching=false.
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,27 +16,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/integration_fixture.h"
-#include "tests/util/loopback_http.h"
 
 namespace nnserve::testing {
 namespace {
 
-using engine::Activation;
-using engine::WeightLayout;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// The value of the sample `series` (exact text before the value, e.g.
-// `nnserve_inference_rows_total{model="heavy",version="1"}`) in a scrape.
-std::optional<double> Sample(const std::string& text,
-                             const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      return std::stod(std::string(line.substr(series.size() + 1)));
-    }
-  }
-  return std::nullopt;
-}
 
 // The sum of nnserve_requests_total for model "heavy", Predict, and `code`
 // (whatever the label order), 0 if absent.
@@ -57,22 +38,6 @@ double PredictRequests(const std::string& text, const std::string& code) {
   }
   return total;
 }
-
-// ~2.1 M parameters: a 1024-row call is ~4.3 GFLOP, at least ~20 ms even at
-// this CPU's peak, so it always runs on an inference worker.
-RandomModel HeavyModel() {
-  return BuildRandomModel(
-      "heavy", 8,
-      {LayerDef(1024, Activation::kRelu), LayerDef(1024, Activation::kRelu),
-       LayerDef(1024, Activation::kRelu), LayerDef(10, Activation::kSoftmax)},
-      WeightLayout::kOutIn, 3);
-}
-
-struct AsyncCall {
-  grpc::ClientContext context;
-  v1::PredictResponse response;
-  grpc::Status status;
-};
 
 TEST(QueueIntegrationTest, CallExpiredInTheQueueIsNotRun) {
   ScopedTempDir repo("nnserve_queue_itest");
@@ -91,45 +56,21 @@ TEST(QueueIntegrationTest, CallExpiredInTheQueueIsNotRun) {
       MakePredictRequest("heavy", 0, RandomRows(kRows, 8, 5), Encoding::kRaw);
   ASSERT_TRUE(request.ok()) << request.status();
 
-  std::mutex mutex;
-  std::condition_variable changed;
-  int completed = 0;
-  std::vector<std::unique_ptr<AsyncCall>> calls;
-  auto start = [&](std::optional<milliseconds> timeout) {
-    calls.push_back(std::make_unique<AsyncCall>());
-    AsyncCall* call = calls.back().get();
-    call->context.set_deadline(std::chrono::system_clock::now() +
-                               timeout.value_or(seconds(120)));
-    client.stub().async()->Predict(&call->context, &*request, &call->response,
-                                   [&, call](grpc::Status status) {
-                                     std::lock_guard<std::mutex> lock(mutex);
-                                     call->status = std::move(status);
-                                     ++completed;
-                                     changed.notify_all();
-                                   });
-  };
+  AsyncPredicts calls(client);
   // Eight long calls; once the first is done the worker is busy with the
   // second and six more wait (>= 120 ms of work), so the short-deadline
   // calls sent now expire in the queue.
   constexpr int kLong = 8;
   constexpr int kShort = 4;
-  for (int i = 0; i < kLong; ++i) start(std::nullopt);
-  {
-    std::unique_lock<std::mutex> lock(mutex);
-    ASSERT_TRUE(
-        changed.wait_for(lock, seconds(120), [&] { return completed > 0; }));
-  }
-  for (int i = 0; i < kShort; ++i) start(milliseconds(20));
-  {
-    std::unique_lock<std::mutex> lock(mutex);
-    ASSERT_TRUE(changed.wait_for(lock, seconds(120),
-                                 [&] { return completed == kLong + kShort; }));
-  }
+  for (int i = 0; i < kLong; ++i) calls.Start(*request);
+  ASSERT_TRUE(calls.WaitFor(1, seconds(120)));
+  for (int i = 0; i < kShort; ++i) calls.Start(*request, milliseconds(20));
+  ASSERT_TRUE(calls.WaitFor(kLong + kShort, seconds(120)));
   for (int i = 0; i < kLong + kShort; ++i) {
     const grpc::StatusCode want =
         i < kLong ? grpc::StatusCode::OK : grpc::StatusCode::DEADLINE_EXCEEDED;
-    EXPECT_EQ(calls[i]->status.error_code(), want)
-        << "call " << i << ": " << calls[i]->status.error_message();
+    EXPECT_EQ(calls[i].status.error_code(), want)
+        << "call " << i << ": " << calls[i].status.error_message();
   }
 
   // The server answers the expired calls when the worker reaches them;
@@ -137,10 +78,9 @@ TEST(QueueIntegrationTest, CallExpiredInTheQueueIsNotRun) {
   std::string text;
   absl::Status settled = server->process->WaitUntil(
       [&] {
-        absl::StatusOr<HttpResponse> scrape =
-            HttpGet(server->process->metrics_port(), "/metrics");
+        absl::StatusOr<std::string> scrape = ScrapeMetrics(*server->process);
         if (!scrape.ok()) return false;
-        text = scrape->body;
+        text = *scrape;
         return PredictRequests(text, "OK") +
                    PredictRequests(text, "DEADLINE_EXCEEDED") +
                    PredictRequests(text, "CANCELLED") ==
@@ -149,9 +89,9 @@ TEST(QueueIntegrationTest, CallExpiredInTheQueueIsNotRun) {
       seconds(120), "all Predicts recorded in nnserve_requests_total");
   ASSERT_TRUE(settled.ok()) << settled;
   EXPECT_EQ(PredictRequests(text, "OK"), kLong);
-  EXPECT_EQ(Sample(text,
-                   "nnserve_inference_rows_total{model=\"heavy\","
-                   "version=\"1\"}"),
+  EXPECT_EQ(MetricSample(text,
+                         "nnserve_inference_rows_total{model=\"heavy\","
+                         "version=\"1\"}"),
             kLong * kRows)
       << text;
 }
@@ -190,35 +130,17 @@ TEST_P(FullQueueTest, FullQueueIsResourceExhaustedOthersComplete) {
   // worker takes one, two wait, and calls arriving while both slots are
   // taken are refused at once.
   constexpr int kCalls = 12;
-  std::mutex mutex;
-  std::condition_variable changed;
-  int completed = 0;
-  std::vector<std::unique_ptr<AsyncCall>> calls;
-  for (int i = 0; i < kCalls; ++i) {
-    calls.push_back(std::make_unique<AsyncCall>());
-    AsyncCall* call = calls.back().get();
-    call->context.set_deadline(std::chrono::system_clock::now() + seconds(120));
-    client.stub().async()->Predict(&call->context, &*request, &call->response,
-                                   [&, call](grpc::Status status) {
-                                     std::lock_guard<std::mutex> lock(mutex);
-                                     call->status = std::move(status);
-                                     ++completed;
-                                     changed.notify_all();
-                                   });
-  }
-  {
-    std::unique_lock<std::mutex> lock(mutex);
-    ASSERT_TRUE(changed.wait_for(lock, seconds(120),
-                                 [&] { return completed == kCalls; }));
-  }
+  AsyncPredicts calls(client);
+  for (int i = 0; i < kCalls; ++i) calls.Start(*request);
+  ASSERT_TRUE(calls.WaitFor(kCalls, seconds(120)));
   int ok = 0, refused = 0;
   for (int i = 0; i < kCalls; ++i) {
-    const grpc::Status& status = calls[i]->status;
+    const grpc::Status& status = calls[i].status;
     SCOPED_TRACE(absl::StrCat("call ", i, ": ", status.error_message()));
     if (status.ok()) {
       ++ok;
       absl::StatusOr<RowBatch> output =
-          DecodeTensor(calls[i]->response.output());
+          DecodeTensor(calls[i].response.output());
       ASSERT_TRUE(output.ok()) << output.status();
       EXPECT_LE(MaxRowRelativeError(output->values, expected, kRows), 1e-5);
     } else {
