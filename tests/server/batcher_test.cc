@@ -5,7 +5,6 @@
 #include "server/batcher.h"
 
 #include <atomic>
-#include <cstring>
 #include <latch>
 #include <map>
 #include <memory>
@@ -17,6 +16,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/server/service_test_util.h"
 #include "tests/util/model_builder.h"
 #include "tests/util/reference.h"
 
@@ -24,10 +24,11 @@ namespace nnserve::server {
 namespace {
 
 using nnserve::testing::BuildRandomModel;
-using nnserve::testing::FileFormat;
+using nnserve::testing::FillRandomInput;
 using nnserve::testing::RandomModel;
-using nnserve::testing::RandomValues;
 using nnserve::testing::ScopedTempDir;
+using nnserve::testing::TensorFloats;
+using nnserve::testing::WriteAndLoadModel;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -53,12 +54,8 @@ class BatcherTest : public ::testing::Test {
     for (const char* label : {"a", "b", "c", "d"}) {
       model_.config.mutable_output()->add_labels(label);
     }
-    nnserve::testing::WriteModelDir(
-        repo_.path(), model_, 1, FileFormat::kSafetensors, engine::DType::kF32);
-    auto manager = ModelManager::Create(repo_.path(), &metrics_, false);
-    ASSERT_TRUE(manager.ok()) << manager.status();
-    manager_ = *std::move(manager);
-    ASSERT_TRUE(manager_->LoadAll(engine::EngineOptions{}).ok());
+    ASSERT_NO_FATAL_FAILURE(
+        WriteAndLoadModel(repo_.path(), model_, &metrics_, &manager_));
     auto served = manager_->Find("m", 1);
     ASSERT_TRUE(served.ok()) << served.status();
     served_ = *served;
@@ -66,16 +63,7 @@ class BatcherTest : public ::testing::Test {
 
   std::unique_ptr<Caller> MakeCaller(int64_t rows, bool raw, uint32_t seed) {
     auto caller = std::make_unique<Caller>();
-    const std::vector<float> x =
-        RandomValues(static_cast<size_t>(rows * kInputs), 2.0f, seed);
-    v1::Tensor* t = caller->request.mutable_input();
-    t->add_shape(rows);
-    t->add_shape(kInputs);
-    if (raw) {
-      t->set_raw(x.data(), x.size() * sizeof(float));
-    } else {
-      t->mutable_values()->Add(x.begin(), x.end());
-    }
+    FillRandomInput(caller->request.mutable_input(), rows, kInputs, raw, seed);
     return caller;
   }
 
@@ -104,27 +92,11 @@ class BatcherTest : public ::testing::Test {
 
   // The caller's rows run alone through the engine (no batching).
   std::vector<double> Unbatched(const Caller& caller) {
-    const v1::Tensor& t = caller.request.input();
-    const int64_t rows = t.shape(0);
-    std::vector<float> x(static_cast<size_t>(rows * kInputs));
-    if (!t.raw().empty()) {
-      std::memcpy(x.data(), t.raw().data(), x.size() * sizeof(float));
-    } else {
-      x.assign(t.values().begin(), t.values().end());
-    }
+    const int64_t rows = caller.request.input().shape(0);
+    const std::vector<float> x = TensorFloats(caller.request.input());
     std::vector<float> y(static_cast<size_t>(rows * kOutputs));
     EXPECT_TRUE(served_->model->Forward(x, rows, y).ok());
     return {y.begin(), y.end()};
-  }
-
-  static std::vector<float> Outputs(const v1::PredictResponse& response) {
-    const v1::Tensor& t = response.output();
-    if (!t.raw().empty()) {
-      std::vector<float> v(t.raw().size() / sizeof(float));
-      std::memcpy(v.data(), t.raw().data(), t.raw().size());
-      return v;
-    }
-    return {t.values().begin(), t.values().end()};
   }
 
   // Checks that `caller` got exactly its own rows, as the unbatched result.
@@ -137,7 +109,7 @@ class BatcherTest : public ::testing::Test {
     EXPECT_THAT(caller.response.output().shape(), ElementsAre(rows, kOutputs));
     EXPECT_EQ(caller.response.output().raw().empty(), !raw);
     const std::vector<double> expected = Unbatched(caller);
-    const std::vector<float> actual = Outputs(caller.response);
+    const std::vector<float> actual = TensorFloats(caller.response.output());
     ASSERT_EQ(actual.size(), expected.size());
     EXPECT_LE(nnserve::testing::MaxRowRelativeError(actual, expected, rows),
               1e-5);

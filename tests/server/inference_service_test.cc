@@ -3,7 +3,6 @@
 // repository, and the generated stub as client.
 #include "server/inference_service.h"
 
-#include <cstring>
 #include <latch>
 #include <memory>
 #include <string>
@@ -13,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/server/service_test_util.h"
 #include "tests/util/model_builder.h"
 #include "tests/util/reference.h"
 
@@ -20,10 +20,11 @@ namespace nnserve::server {
 namespace {
 
 using nnserve::testing::BuildRandomModel;
-using nnserve::testing::FileFormat;
+using nnserve::testing::FillRandomInput;
 using nnserve::testing::RandomModel;
-using nnserve::testing::RandomValues;
 using nnserve::testing::ScopedTempDir;
+using nnserve::testing::TensorFloats;
+using nnserve::testing::WriteAndLoadModel;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -39,12 +40,8 @@ class InferenceServiceTest : public ::testing::Test {
     model_.config.mutable_output()->add_labels("cat");
     model_.config.mutable_output()->add_labels("dog");
     model_.config.mutable_output()->add_labels("eel");
-    nnserve::testing::WriteModelDir(
-        repo_.path(), model_, 1, FileFormat::kSafetensors, engine::DType::kF32);
-    auto manager = ModelManager::Create(repo_.path(), &metrics_, false);
-    ASSERT_TRUE(manager.ok()) << manager.status();
-    manager_ = *std::move(manager);
-    ASSERT_TRUE(manager_->LoadAll(engine::EngineOptions{}).ok());
+    ASSERT_NO_FATAL_FAILURE(
+        WriteAndLoadModel(repo_.path(), model_, &metrics_, &manager_));
   }
 
   void TearDown() override {
@@ -72,44 +69,20 @@ class InferenceServiceTest : public ::testing::Test {
   }
 
   v1::PredictRequest Request(int64_t rows, bool raw, uint32_t seed = 1) {
-    const std::vector<float> x =
-        RandomValues(static_cast<size_t>(rows * kInputs), 2.0f, seed);
     v1::PredictRequest request;
     request.set_model("clf");
-    request.mutable_input()->add_shape(rows);
-    request.mutable_input()->add_shape(kInputs);
-    if (raw) {
-      request.mutable_input()->set_raw(x.data(), x.size() * sizeof(float));
-    } else {
-      request.mutable_input()->mutable_values()->Add(x.begin(), x.end());
-    }
+    FillRandomInput(request.mutable_input(), rows, kInputs, raw, seed);
     return request;
-  }
-
-  std::vector<float> Outputs(const v1::PredictResponse& response) {
-    const v1::Tensor& t = response.output();
-    if (!t.raw().empty()) {
-      std::vector<float> v(t.raw().size() / sizeof(float));
-      std::memcpy(v.data(), t.raw().data(), t.raw().size());
-      return v;
-    }
-    return {t.values().begin(), t.values().end()};
   }
 
   // Checks `response` against the reference forward pass of `request`.
   void ExpectMatchesReference(const v1::PredictRequest& request,
                               const v1::PredictResponse& response) {
     const int64_t rows = request.input().shape(0);
-    std::vector<float> x(static_cast<size_t>(rows * kInputs));
-    if (!request.input().raw().empty()) {
-      std::memcpy(x.data(), request.input().raw().data(), x.size() * 4);
-    } else {
-      x.assign(request.input().values().begin(),
-               request.input().values().end());
-    }
+    const std::vector<float> x = TensorFloats(request.input());
     const std::vector<double> expected = nnserve::testing::ReferenceForward(
         model_.config, model_.tensors, x, rows);
-    const std::vector<float> actual = Outputs(response);
+    const std::vector<float> actual = TensorFloats(response.output());
     ASSERT_EQ(actual.size(), expected.size());
     EXPECT_LE(nnserve::testing::MaxRowRelativeError(actual, expected, rows),
               1e-5);
