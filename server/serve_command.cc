@@ -33,6 +33,8 @@ namespace nnserve::server {
 namespace {
 
 constexpr char kServiceName[] = "nnserve.v1.Inference";
+// How long open health Watch streams get at shutdown to receive NOT_SERVING.
+constexpr auto kWatchGrace = std::chrono::milliseconds(250);
 
 absl::Status WritePortFile(const std::string& path, int grpc_port,
                            int metrics_port) {
@@ -249,7 +251,10 @@ absl::Status RunServe(const ServeOptions& options) {
         "event=shutdown_timeout action=cancel_in_flight timeout_seconds={}",
         options.shutdown_timeout_seconds);
   }
-  server->Shutdown(std::chrono::system_clock::now());
+  // Anything still open now is a health Watch stream: give it a moment to
+  // deliver NOT_SERVING to its client before the streams are cancelled
+  // (Shutdown returns at once when nothing is open).
+  server->Shutdown(std::chrono::system_clock::now() + kWatchGrace);
   server->Wait();
   pool.Shutdown();
   StopExposer(std::move(exposer), options.metrics_address, metrics_port);
