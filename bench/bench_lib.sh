@@ -9,7 +9,11 @@
 #                          run CMD ARG... in the background with output to
 #                          $TMP/NAME.log (CMD must write its port to
 #                          $TMP/NAME.port), then set SERVER_ADDR to
-#                          127.0.0.1:<port>; exits if it does not start
+#                          127.0.0.1:<port>, SERVER_PID[NAME] to its pid and
+#                          METRICS_PORT[NAME] to the port file's second
+#                          number (empty if none); exits if it does not start
+#   cpu_ticks PID          print the process's user + system CPU time in
+#                          clock ticks (getconf CLK_TCK per second)
 #   model_sizes ADDR MODEL ask the server at ADDR (via $CLI) about MODEL and
 #                          set INPUT_SIZE, OUTPUT_SIZE and LABEL_FLAG (empty,
 #                          or --no-labels when the model has no labels)
@@ -23,6 +27,7 @@
 bench_init() {
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
   PIDS=()
+  declare -gA SERVER_PID METRICS_PORT
   trap bench_cleanup EXIT
 }
 
@@ -62,8 +67,16 @@ start_server() {
   shift
   "$@" >"$TMP/$name.log" 2>&1 &
   PIDS+=($!)
+  SERVER_PID[$name]=$!
   SERVER_ADDR=127.0.0.1:$(wait_for_port "$TMP/$name.port" "${PIDS[-1]}" \
     "$name")
+  METRICS_PORT[$name]=$(awk '{print $2; exit}' "$TMP/$name.port")
+}
+
+# cpu_ticks PID: see above (fields 14 and 15 of /proc/PID/stat; the command
+# name in field 2 may contain spaces, so count from the closing parenthesis).
+cpu_ticks() {
+  sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 
 # model_sizes ADDR MODEL: see above.
