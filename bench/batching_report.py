@@ -24,16 +24,23 @@ PROM_KEYS = {"duration_seconds_sum": "seconds",
              "duration_seconds_count": "forwards", "rows_total": "rows"}
 
 
-def forward_totals(path, model):
-    """Forward-pass totals of `model` in one scrape, or None without one."""
-    if not os.path.exists(path):
-        return None
+def parse_forward_totals(text, model):
+    """Forward-pass totals of `model` in a /metrics text: seconds, forwards,
+    rows."""
     totals = {"seconds": 0.0, "forwards": 0.0, "rows": 0.0}
-    for line in open(path):
+    for line in text.splitlines():
         m = PROM_LINE.match(line)
         if m and f'model="{model}"' in m.group(2):
             totals[PROM_KEYS[m.group(1)]] += float(m.group(3))
     return totals
+
+
+def forward_totals(path, model):
+    """parse_forward_totals of a saved scrape, or None without one."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return parse_forward_totals(f.read(), model)
 
 
 def load_runs(run_dir, settings, model, target, c):
@@ -86,6 +93,7 @@ def paired(a, b, f):
 
 
 def print_table(header, rows):
+    """Right-aligned columns, two spaces apart."""
     widths = [max(len(r[i]) for r in rows + [header])
               for i in range(len(header))]
     for r in [header] + rows:

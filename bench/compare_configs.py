@@ -23,12 +23,13 @@ import json
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from batching_report import med, paired, parse_forward_totals, print_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,16 +76,8 @@ class Server:
         """(rows, forwards) of `model` so far."""
         text = urllib.request.urlopen(
             f"http://127.0.0.1:{self.metrics_port}/metrics").read().decode()
-        rows = forwards = 0.0
-        for line in text.splitlines():
-            m = re.match(r"nnserve_inference_(rows_total|duration_seconds_count)"
-                         r"\{([^}]*)\} (\S+)", line)
-            if m and f'model="{model}"' in m.group(2):
-                if m.group(1) == "rows_total":
-                    rows += float(m.group(3))
-                else:
-                    forwards += float(m.group(3))
-        return rows, forwards
+        totals = parse_forward_totals(text, model)
+        return totals["rows"], totals["forwards"]
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -147,9 +140,6 @@ def main():
             for server in servers.values():
                 server.stop()
 
-    def med(runs, f):
-        return statistics.median(f(x) for x in runs)
-
     header = ("config", "conc", "calls/s", "p50 us", "p99 us", "client us",
               "server us", "rows/fwd", f"thr/{names[0]}", f"p50/{names[0]}")
     rows = []
@@ -164,11 +154,9 @@ def main():
                 f"{med(runs, lambda x: x['client_cpu_us_per_call']):.1f}",
                 f"{med(runs, lambda x: x['server_us']):.1f}",
                 f"{med(runs, lambda x: x['rows_per_forward']):.1f}",
-                f"{statistics.median(y['calls_per_second'] / x['calls_per_second'] for x, y in zip(first, runs)):.3f}",
-                f"{statistics.median(y['latency_us']['p50'] / x['latency_us']['p50'] for x, y in zip(first, runs)):.3f}"))
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    for r in [header] + rows:
-        print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+                f"{paired(first, runs, lambda x: x['calls_per_second']):.3f}",
+                f"{paired(first, runs, lambda x: x['latency_us']['p50']):.3f}"))
+    print_table(header, rows)
     print(f"(medians over {opts.rounds} rounds; client/server us: CPU time "
           "per call; ratios: median over rounds of the ratio within a round)")
     if failed:
