@@ -8,9 +8,9 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
-#include "server/inspect_command.h"
-#include "server/logging.h"
-#include "server/run_command.h"
+#include "server/commands/inspect_command.h"
+#include "server/observability/logging.h"
+#include "server/commands/run_command.h"
 #include "server/serve_command.h"
 #include "server/signals.h"
 

@@ -1,0 +1,70 @@
+#include "server/commands/inspect_command.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "engine/model_spec.h"
+#include "engine/repository.h"
+
+namespace nnserve::server {
+namespace {
+
+std::string Stats(const engine::TensorStats& s) {
+  return absl::StrFormat("%+.4f/%.4f/%+.4f/%+.4f", s.mean, s.std, s.min, s.max);
+}
+
+std::string ActivationText(const engine::LayerInfo& layer) {
+  std::string text(engine::ActivationName(layer.activation));
+  if (layer.activation == engine::Activation::kLeakyRelu ||
+      layer.activation == engine::Activation::kElu) {
+    absl::StrAppendFormat(&text, "(%g)", layer.alpha);
+  }
+  return text;
+}
+
+}  // namespace
+
+void PrintModelReport(const engine::ModelInfo& info, std::ostream& out) {
+  out << absl::StrFormat(
+      "model %s version %d\n"
+      "input  '%s' [%d]\n"
+      "output '%s' [%d]%s\n"
+      "weight layout on disk: %s\n\n",
+      info.name, info.version, info.input_name, info.input_size,
+      info.output_name, info.output_size,
+      info.labels.empty()
+          ? std::string()
+          : absl::StrCat(" labels: ", absl::StrJoin(info.labels, ",")),
+      engine::WeightLayoutName(info.weight_layout));
+
+  size_t name_width = 5;
+  for (const engine::LayerInfo& layer : info.layers) {
+    name_width = std::max(name_width, layer.name.size());
+  }
+  const int w = static_cast<int>(name_width);
+  out << absl::StrFormat("%-*s  %-12s  %-16s  %12s  %-39s  %s\n", w, "layer",
+                         "in->out", "activation", "parameters",
+                         "weight mean/std/min/max", "bias mean/std/min/max");
+  for (const engine::LayerInfo& layer : info.layers) {
+    out << absl::StrFormat(
+        "%-*s  %-12s  %-16s  %12d  %-39s  %s\n", w, layer.name,
+        absl::StrCat(layer.input_size, "->", layer.output_size),
+        ActivationText(layer), layer.parameters, Stats(layer.weight),
+        layer.has_bias ? Stats(layer.bias) : std::string("(no bias)"));
+  }
+  out << absl::StrFormat(
+      "\ntotal parameters: %d\nweight bytes (f32): %d\nload time: %.3f ms\n",
+      info.total_parameters, info.weight_bytes, info.load_seconds * 1e3);
+}
+
+absl::Status RunInspect(const std::filesystem::path& model_dir, int64_t version,
+                        std::ostream& out) {
+  auto model = engine::LoadModel(model_dir, version, engine::EngineOptions{});
+  if (!model.ok()) return model.status();
+  PrintModelReport((*model)->info(), out);
+  return absl::OkStatus();
+}
+
+}  // namespace nnserve::server

@@ -1,0 +1,107 @@
+#include "server/commands/run_command.h"
+
+#include <fstream>
+#include <iterator>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/npy.h"
+#include "engine/repository.h"
+#include "engine/rows.h"
+#include "server/commands/input_reader.h"
+
+namespace nnserve::server {
+namespace {
+
+absl::Status WriteFileAtomically(const std::filesystem::path& path,
+                                 const std::string& bytes) {
+  const std::filesystem::path temp = path.string() + ".tmp";
+  {
+    std::ofstream file(temp, std::ios::binary | std::ios::trunc);
+    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!file) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot write output file '", temp.string(), "'"));
+    }
+  }
+  std::error_code error;
+  std::filesystem::rename(temp, path, error);
+  if (error) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot rename '", temp.string(), "' to '", path.string(),
+                     "': ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunOffline(const RunOptions& options, std::istream& in,
+                        std::ostream& out) {
+  engine::EngineOptions engine_options;
+  engine_options.intra_op_threads = options.intra_op_threads;
+  auto model =
+      engine::LoadModel(options.model_dir, options.version, engine_options);
+  if (!model.ok()) return model.status();
+  const engine::ModelInfo& info = (*model)->info();
+
+  absl::StatusOr<Matrix> matrix;
+  if (options.input.empty() || options.input == "-") {
+    std::string text{std::istreambuf_iterator<char>(in),
+                     std::istreambuf_iterator<char>()};
+    matrix = ParseCsvMatrix(text, "stdin");
+  } else {
+    matrix = ReadMatrixFile(options.input);
+  }
+  if (!matrix.ok()) return matrix.status();
+
+  // Validate as the server does: feature count, at least one row, finite.
+  const std::string description =
+      absl::StrCat("model '", info.name, "' version ", info.version, " input '",
+                   info.input_name, "'");
+  if (matrix->columns != info.input_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        description, ": input has ", matrix->columns,
+        " features per row (shape [", matrix->rows, ", ", matrix->columns,
+        "]); expected ", info.input_size));
+  }
+  if (matrix->rows == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        description, ": input has no rows; expected at least 1 row"));
+  }
+  absl::Status finite =
+      engine::CheckFiniteRows(matrix->values, matrix->columns, description);
+  if (!finite.ok()) return finite;
+
+  const int64_t rows = matrix->rows;
+  const int64_t cols = info.output_size;
+  std::vector<float> output(static_cast<size_t>(rows * cols));
+  absl::Status status = (*model)->Forward(matrix->values, rows, output);
+  if (!status.ok()) return status;
+
+  std::vector<int32_t> classes;
+  if (!info.labels.empty()) classes = engine::ArgmaxPerRow(output, rows, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    out << "row " << r << ": [";
+    for (int64_t c = 0; c < cols; ++c) {
+      out << (c ? ", " : "")
+          << absl::StrFormat("%.6g", output[static_cast<size_t>(r * cols + c)]);
+    }
+    out << "]";
+    if (!classes.empty()) {
+      const int32_t k = classes[static_cast<size_t>(r)];
+      out << absl::StrFormat(" label=%s class=%d score=%.6g",
+                             info.labels[static_cast<size_t>(k)], k,
+                             output[static_cast<size_t>(r * cols + k)]);
+    }
+    out << "\n";
+  }
+  if (!options.output.empty()) {
+    return WriteFileAtomically(options.output,
+                               engine::SerializeNpy({rows, cols}, output));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace nnserve::server

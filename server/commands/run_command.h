@@ -1,0 +1,36 @@
+// `nnserve run MODEL_DIR [--version N] [--input X.npy|X.csv|-]
+// [--output Y.npy]`: an offline forward pass without a server. Loads the
+// model (with full validation), reads the input rows (a .npy or CSV file;
+// "-" or no --input reads CSV from stdin), checks them exactly like the
+// server does (feature count, finite values), runs the forward pass and
+// prints one line per row: the output vector and, for models with labels,
+// the argmax label. --output writes the outputs as a float32 .npy of shape
+// [rows, outputs]. Stateless; thread-safe.
+#ifndef NNSERVE_SERVER_COMMANDS_RUN_COMMAND_H_
+#define NNSERVE_SERVER_COMMANDS_RUN_COMMAND_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <istream>
+#include <ostream>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace nnserve::server {
+
+struct RunOptions {
+  std::filesystem::path model_dir;
+  int64_t version = 0;      // 0 = newest.
+  std::string input = "-";  // Path, or "-" for CSV on `stdin`.
+  std::string output;       // .npy path; empty = none.
+  int intra_op_threads = 1;
+};
+
+// Runs the command; `in` is read when input is "-", results go to `out`.
+absl::Status RunOffline(const RunOptions& options, std::istream& in,
+                        std::ostream& out);
+
+}  // namespace nnserve::server
+
+#endif  // NNSERVE_SERVER_COMMANDS_RUN_COMMAND_H_

@@ -1,0 +1,277 @@
+#include "server/frontend/inference_service.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/frontend/predictor.h"
+#include "server/frontend/status.h"
+#include "engine/str_util.h"
+#include "server/frontend/tensor_codec.h"
+
+namespace nnserve::server {
+
+using engine::Sv;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+bool DeadlinePassed(const grpc::CallbackServerContext* context) {
+  return context->deadline() <= std::chrono::system_clock::now();
+}
+
+absl::Status DeadlineError(std::string_view method) {
+  return absl::DeadlineExceededError(absl::StrCat(
+      "the call's deadline passed before ", Sv(method), " could run"));
+}
+
+absl::Status DrainingError() {
+  return absl::UnavailableError(
+      "the server is shutting down and accepts no new calls; retry on "
+      "another replica");
+}
+
+void FillStats(const engine::TensorStats& stats, v1::TensorStats* out) {
+  out->set_mean(stats.mean);
+  out->set_std(stats.std);
+  out->set_min(stats.min);
+  out->set_max(stats.max);
+}
+
+// Finishes a unary call: converts the status once, records the request
+// metrics, hands the status to gRPC.
+void Finish(grpc::ServerUnaryReactor* reactor, RequestMetrics* metrics,
+            Method method, Clock::time_point start,
+            const absl::Status& status) {
+  grpc::Status grpc_status = ToGrpcStatus(status);
+  metrics->Record(method, grpc_status.error_code(), SecondsSince(start));
+  reactor->Finish(grpc_status);
+}
+
+}  // namespace
+
+void FillModelInfo(const engine::ModelInfo& info,
+                   const std::vector<int64_t>& available_versions,
+                   v1::ModelInfoResponse* response) {
+  response->set_name(info.name);
+  response->set_version(info.version);
+  for (int64_t v : available_versions) response->add_available_versions(v);
+  response->set_input_name(info.input_name);
+  response->set_input_size(info.input_size);
+  response->set_output_name(info.output_name);
+  response->set_output_size(info.output_size);
+  for (const std::string& label : info.labels) response->add_labels(label);
+  response->set_weight_layout(engine::ToConfigWeightLayout(info.weight_layout));
+  for (const engine::LayerInfo& layer : info.layers) {
+    v1::LayerInfo* out = response->add_layers();
+    out->set_name(layer.name);
+    out->set_input_size(layer.input_size);
+    out->set_output_size(layer.output_size);
+    out->set_activation(engine::ToConfigActivation(layer.activation));
+    out->set_alpha(layer.alpha);
+    out->set_parameters(layer.parameters);
+    out->set_has_bias(layer.has_bias);
+    FillStats(layer.weight, out->mutable_weight_stats());
+    FillStats(layer.bias, out->mutable_bias_stats());
+  }
+  response->set_total_parameters(info.total_parameters);
+  response->set_weight_bytes(info.weight_bytes);
+  response->set_load_duration_seconds(info.load_seconds);
+}
+
+// A unary reactor that reports its completion to the service.
+class InferenceService::CallReactor : public grpc::ServerUnaryReactor {
+ public:
+  explicit CallReactor(InferenceService* service) : service_(service) {}
+  // OnDone is trivial and never blocks (a delete, an atomic decrement, and
+  // during a drain an uncontended mutex), so gRPC may run it inline instead
+  // of hopping to its executor thread — as it does for DefaultReactor. That
+  // hop measurably raised the per-call latency.
+  bool InternalInlineable() override { return true; }
+  void OnDone() override {
+    InferenceService* service = service_;
+    delete this;
+    service->CallDone();
+  }
+
+ private:
+  InferenceService* const service_;
+};
+
+grpc::ServerUnaryReactor* InferenceService::NewReactor() {
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
+  return new CallReactor(this);
+}
+
+void InferenceService::CallDone() {
+  if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      draining_.load(std::memory_order_acquire)) {
+    // Unlocking makes absl::Mutex re-evaluate WaitForIdle's condition.
+    absl::MutexLock lock(&idle_mutex_);
+  }
+}
+
+void InferenceService::BeginDrain() {
+  draining_.store(true, std::memory_order_release);
+}
+
+bool InferenceService::WaitForIdle(
+    std::chrono::system_clock::time_point deadline) {
+  absl::MutexLock lock(&idle_mutex_);
+  return idle_mutex_.AwaitWithDeadline(
+      absl::Condition(
+          +[](std::atomic<int64_t>* n) { return n->load() == 0; }, &in_flight_),
+      absl::FromChrono(deadline));
+}
+
+InferenceService::InferenceService(const ModelManager* models,
+                                   InferencePool* pool, ServerMetrics* metrics,
+                                   const ServiceOptions& options)
+    : models_(models), pool_(pool), metrics_(metrics), options_(options) {}
+
+grpc::ServerUnaryReactor* InferenceService::Predict(
+    grpc::CallbackServerContext* context, const v1::PredictRequest* request,
+    v1::PredictResponse* response) {
+  const Clock::time_point start = Clock::now();
+  grpc::ServerUnaryReactor* reactor = NewReactor();
+  RequestMetrics* metrics = models_->RequestMetricsFor(request->model());
+  const auto finish = [&](const absl::Status& status) {
+    Finish(reactor, metrics, Method::kPredict, start, status);
+    return reactor;
+  };
+
+  if (draining_.load(std::memory_order_relaxed)) return finish(DrainingError());
+  if (DeadlinePassed(context)) return finish(DeadlineError("Predict"));
+  auto served = models_->Find(request->model(), request->version());
+  if (!served.ok()) return finish(served.status());
+  const engine::ModelInfo& info = (*served)->model->info();
+  InputExpectation expected{.features = info.input_size,
+                            .max_batch_rows = options_.max_batch_rows,
+                            .description = (*served)->input_description};
+  auto input = DecodeInput(request->input(), expected);
+  if (!input.ok()) return finish(input.status());
+
+  const int64_t rows = input->rows();
+  const int64_t output_bytes = rows * info.output_size * 4;
+  if (output_bytes > options_.max_message_bytes) {
+    return finish(absl::ResourceExhaustedError(absl::StrCat(
+        "the response for ", rows, " rows of ", info.output_size,
+        " outputs would be ", output_bytes,
+        " bytes, over the server's message limit of ",
+        options_.max_message_bytes, " bytes (--max-message-bytes)")));
+  }
+
+  const bool small = rows * info.total_parameters <= options_.inline_work_limit;
+  if (options_.dynamic_batching) {
+    ModelBatcher* batcher = BatcherFor(*served);
+    if (small && batcher->idle()) {
+      return finish(
+          RunPredict(**served, *input, options_.layer_timing, response));
+    }
+    absl::Status queued = batcher->Submit(ModelBatcher::Call{
+        .input = *std::move(input),
+        .response = response,
+        .deadline = context->deadline(),
+        .is_cancelled = [context] { return context->IsCancelled(); },
+        .done =
+            [reactor, metrics, start](absl::Status status) {
+              Finish(reactor, metrics, Method::kPredict, start, status);
+            },
+    });
+    if (!queued.ok()) return finish(queued);
+    return reactor;
+  }
+
+  if (small) {
+    return finish(
+        RunPredict(**served, *input, options_.layer_timing, response));
+  }
+
+  const bool queued = pool_->TrySubmit([this, context, reactor, metrics, start,
+                                        response, served = *std::move(served),
+                                        input = *std::move(input)]() mutable {
+    absl::Status status;
+    if (context->IsCancelled()) {
+      status = absl::CancelledError("the call was cancelled while queued");
+    } else if (DeadlinePassed(context)) {
+      status = DeadlineError("Predict");
+    } else {
+      status = RunPredict(*served, input, options_.layer_timing, response);
+    }
+    Finish(reactor, metrics, Method::kPredict, start, status);
+  });
+  if (!queued) {
+    return finish(absl::ResourceExhaustedError(
+        absl::StrCat("the inference queue is full (", pool_->max_queue(),
+                     " requests waiting for ", pool_->threads(),
+                     " workers); retry with backoff")));
+  }
+  return reactor;
+}
+
+ModelBatcher* InferenceService::BatcherFor(
+    const std::shared_ptr<const ServedVersion>& served) {
+  {
+    absl::ReaderMutexLock lock(&batchers_mutex_);
+    auto it = batchers_.find(served.get());
+    if (it != batchers_.end()) return it->second.get();
+  }
+  absl::MutexLock lock(&batchers_mutex_);
+  std::unique_ptr<ModelBatcher>& batcher = batchers_[served.get()];
+  if (batcher == nullptr) {
+    BatchingOptions options =
+        ResolveBatchingOptions(served->batching, options_.batching);
+    options.time_layers = options_.layer_timing;
+    batcher = std::make_unique<ModelBatcher>(served, pool_, options);
+  }
+  return batcher.get();
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelInfo(
+    grpc::CallbackServerContext* context, const v1::ModelInfoRequest* request,
+    v1::ModelInfoResponse* response) {
+  const Clock::time_point start = Clock::now();
+  grpc::ServerUnaryReactor* reactor = NewReactor();
+  RequestMetrics* metrics = models_->RequestMetricsFor(request->model());
+  absl::Status status;
+  if (draining_.load(std::memory_order_relaxed)) {
+    status = DrainingError();
+  } else if (DeadlinePassed(context)) {
+    status = DeadlineError("ModelInfo");
+  } else if (auto served = models_->Find(request->model(), request->version());
+             !served.ok()) {
+    status = served.status();
+  } else {
+    FillModelInfo((*served)->model->info(),
+                  models_->AvailableVersions(request->model()), response);
+  }
+  Finish(reactor, metrics, Method::kModelInfo, start, status);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::ListModels(
+    grpc::CallbackServerContext* context,
+    const v1::ListModelsRequest* /*request*/,
+    v1::ListModelsResponse* response) {
+  const Clock::time_point start = Clock::now();
+  grpc::ServerUnaryReactor* reactor = NewReactor();
+  absl::Status status;
+  if (draining_.load(std::memory_order_relaxed)) {
+    status = DrainingError();
+  } else if (DeadlinePassed(context)) {
+    status = DeadlineError("ListModels");
+  } else {
+    *response = models_->ListModels();
+  }
+  Finish(reactor, metrics_->ForAllModels(), Method::kListModels, start, status);
+  return reactor;
+}
+
+}  // namespace nnserve::server

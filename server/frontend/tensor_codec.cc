@@ -1,0 +1,141 @@
+#include "server/frontend/tensor_codec.h"
+
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/rows.h"
+#include "engine/str_util.h"
+
+namespace nnserve::server {
+
+using engine::Sv;
+namespace {
+
+std::string ShapeText(const v1::Tensor& tensor) {
+  return absl::StrCat("[", absl::StrJoin(tensor.shape(), ", "), "]");
+}
+
+// Rank, dimensions, and limits. Returns {rows, features}.
+absl::StatusOr<std::pair<int64_t, int64_t>> CheckShape(
+    const v1::Tensor& tensor, const InputExpectation& expected) {
+  const int rank = tensor.shape_size();
+  if (rank != 1 && rank != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sv(expected.description), ": input shape ", ShapeText(tensor),
+        " has rank ", rank, "; expected [batch, ", expected.features, "] or [",
+        expected.features, "]"));
+  }
+  for (int64_t dim : tensor.shape()) {
+    if (dim < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Sv(expected.description), ": input shape ",
+                       ShapeText(tensor), " has a negative dimension"));
+    }
+  }
+  const int64_t rows = rank == 2 ? tensor.shape(0) : 1;
+  const int64_t features = tensor.shape(rank - 1);
+  if (features != expected.features) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Sv(expected.description), ": input has ", features,
+                     " features per row (shape ", ShapeText(tensor),
+                     "); expected ", expected.features));
+  }
+  if (rows == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sv(expected.description), ": input shape ", ShapeText(tensor),
+        " has batch size 0; expected at least 1 row"));
+  }
+  if (rows > expected.max_batch_rows) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        Sv(expected.description), ": batch of ", rows,
+        " rows exceeds the server limit of ", expected.max_batch_rows,
+        " rows per request (--max-batch-rows); split the batch"));
+  }
+  return std::make_pair(rows, features);
+}
+
+}  // namespace
+
+absl::StatusOr<DecodedInput> DecodeInput(const v1::Tensor& tensor,
+                                         const InputExpectation& expected) {
+  const bool has_values = tensor.values_size() > 0;
+  const bool has_raw = !tensor.raw().empty();
+  if (has_values && has_raw) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Sv(expected.description), ": input sets both values (",
+                     tensor.values_size(), " floats) and raw (",
+                     tensor.raw().size(), " bytes); expected exactly one"));
+  }
+  auto shape = CheckShape(tensor, expected);
+  if (!shape.ok()) return shape.status();
+  const auto [rows, features] = *shape;
+  const int64_t count = rows * features;
+  if (!has_values && !has_raw) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sv(expected.description),
+        ": input sets neither values nor raw; expected ", count,
+        " floats for shape ", ShapeText(tensor), " in exactly one"));
+  }
+
+  DecodedInput decoded;
+  decoded.rows_ = rows;
+  decoded.features_ = features;
+  if (has_values) {
+    if (tensor.values_size() != count) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Sv(expected.description), ": input values has ", tensor.values_size(),
+          " floats; shape ", ShapeText(tensor), " needs ", count));
+    }
+    decoded.encoding_ = TensorEncoding::kValues;
+    decoded.view_ = std::span<const float>(tensor.values().data(),
+                                           static_cast<size_t>(count));
+  } else {
+    const size_t expected_bytes = static_cast<size_t>(count) * sizeof(float);
+    if (tensor.raw().size() != expected_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Sv(expected.description), ": input raw has ", tensor.raw().size(),
+          " bytes; shape ", ShapeText(tensor), " needs ", count,
+          " little-endian float32 = ", expected_bytes, " bytes"));
+    }
+    decoded.encoding_ = TensorEncoding::kRaw;
+    decoded.owned_.resize(static_cast<size_t>(count));
+    std::memcpy(decoded.owned_.data(), tensor.raw().data(), expected_bytes);
+  }
+  absl::Status finite =
+      engine::CheckFiniteRows(decoded.values(), features, expected.description);
+  if (!finite.ok()) return finite;
+  return decoded;
+}
+
+std::span<float> PrepareValuesOutput(int64_t rows, int64_t cols,
+                                     v1::Tensor* out) {
+  out->clear_raw();
+  out->clear_shape();
+  out->add_shape(rows);
+  out->add_shape(cols);
+  auto* values = out->mutable_values();
+  values->Resize(static_cast<int>(rows * cols), 0.0f);
+  return std::span<float>(values->mutable_data(),
+                          static_cast<size_t>(rows * cols));
+}
+
+void EncodeOutput(std::span<const float> values, int64_t rows, int64_t cols,
+                  TensorEncoding encoding, v1::Tensor* out) {
+  if (encoding == TensorEncoding::kValues) {
+    std::span<float> dst = PrepareValuesOutput(rows, cols, out);
+    std::memcpy(dst.data(), values.data(), dst.size_bytes());
+    return;
+  }
+  out->clear_values();
+  out->clear_shape();
+  out->add_shape(rows);
+  out->add_shape(cols);
+  out->set_raw(reinterpret_cast<const char*>(values.data()),
+               values.size_bytes());
+}
+
+}  // namespace nnserve::server

@@ -1,0 +1,156 @@
+// Tests of the offline commands behind `nnserve inspect` and `nnserve run`.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "engine/npy.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/commands/inspect_command.h"
+#include "server/commands/run_command.h"
+#include "tests/util/model_builder.h"
+#include "tests/util/reference.h"
+
+namespace nnserve::server {
+namespace {
+
+using nnserve::testing::BuildRandomModel;
+using nnserve::testing::FileFormat;
+using nnserve::testing::RandomModel;
+using nnserve::testing::ScopedTempDir;
+using ::testing::HasSubstr;
+
+class CommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = BuildRandomModel("tiny", 3,
+                              {{4, engine::Activation::kLeakyRelu, true, 0.2f},
+                               {2, engine::Activation::kSoftmax, false}},
+                              engine::WeightLayout::kInOut, 5);
+    model_.config.mutable_output()->add_labels("no");
+    model_.config.mutable_output()->add_labels("yes");
+    model_dir_ = nnserve::testing::WriteModelDir(
+        repo_.path(), model_, 2, FileFormat::kNpy, engine::DType::kF32);
+  }
+
+  ScopedTempDir repo_{"commands_test"};
+  RandomModel model_;
+  std::filesystem::path model_dir_;
+};
+
+TEST_F(CommandsTest, InspectPrintsTheLayerTableAndTotals) {
+  std::ostringstream out;
+  ASSERT_TRUE(RunInspect(model_dir_, 0, out).ok());
+  const std::string text = out.str();
+  EXPECT_THAT(text, HasSubstr("model tiny version 2"));
+  EXPECT_THAT(text, HasSubstr("input  'x' [3]"));
+  EXPECT_THAT(text, HasSubstr("labels: no,yes"));
+  EXPECT_THAT(text, HasSubstr("weight layout on disk: IN_OUT"));
+  // fc0: 3*4 weights + 4 biases = 16; fc1: 4*2 weights, no bias = 8.
+  EXPECT_THAT(text, HasSubstr("3->4"));
+  EXPECT_THAT(text, HasSubstr("LEAKY_RELU(0.2)"));
+  EXPECT_THAT(text, HasSubstr("4->2"));
+  EXPECT_THAT(text, HasSubstr("(no bias)"));
+  EXPECT_THAT(text, HasSubstr("total parameters: 24"));
+  EXPECT_THAT(text, HasSubstr("weight bytes (f32): 96"));
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  int fc0_lines = 0;
+  for (const std::string& line : lines) {
+    if (line.starts_with("fc0 ")) {
+      ++fc0_lines;
+      EXPECT_THAT(line, HasSubstr(" 16 "));
+    }
+  }
+  EXPECT_EQ(fc0_lines, 1);
+}
+
+TEST_F(CommandsTest, InspectOfABadModelReturnsTheValidationError) {
+  std::filesystem::remove(model_dir_ / "2" / "fc0.bias.npy");
+  std::ostringstream out;
+  absl::Status status = RunInspect(model_dir_, 0, out);
+  ASSERT_FALSE(status.ok());
+  EXPECT_THAT(std::string(status.message()), HasSubstr("fc0.bias"));
+  EXPECT_EQ(out.str(), "");
+}
+
+TEST_F(CommandsTest, InspectOfAMissingVersionFails) {
+  std::ostringstream out;
+  EXPECT_FALSE(RunInspect(model_dir_, 9, out).ok());
+}
+
+TEST_F(CommandsTest, RunReadsCsvFromStdinAndWritesNpyMatchingTheReference) {
+  const std::vector<float> x = {0.5f, -1.0f, 2.0f, 0.0f, 0.25f, -0.75f};
+  std::istringstream in("0.5,-1,2\n0,0.25,-0.75\n");
+  std::ostringstream out;
+  RunOptions options;
+  options.model_dir = model_dir_;
+  options.input = "-";
+  options.output = (repo_.path() / "y.npy").string();
+  absl::Status status = RunOffline(options, in, out);
+  ASSERT_TRUE(status.ok()) << status;
+
+  const std::vector<double> expected =
+      nnserve::testing::ReferenceForward(model_.config, model_.tensors, x, 2);
+  std::ifstream file(options.output, std::ios::binary);
+  const std::string bytes{std::istreambuf_iterator<char>(file),
+                          std::istreambuf_iterator<char>()};
+  auto y = engine::ParseNpy(bytes, options.output);
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_EQ(y->shape, (std::vector<int64_t>{2, 2}));
+  EXPECT_LE(nnserve::testing::MaxRowRelativeError(y->values, expected, 2),
+            1e-5);
+
+  // One line per row, with the argmax label.
+  std::vector<std::string> lines =
+      absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u);
+  for (int r = 0; r < 2; ++r) {
+    const int best = expected[r * 2 + 1] > expected[r * 2] ? 1 : 0;
+    EXPECT_THAT(lines[r], HasSubstr(absl::StrCat("row ", r, ": [")));
+    EXPECT_THAT(lines[r], HasSubstr(absl::StrCat("label=", best ? "yes" : "no",
+                                                 " class=", best)));
+  }
+}
+
+TEST_F(CommandsTest, RunReadsAnNpyInputFile) {
+  const std::vector<float> x = {1, 2, 3};
+  const auto path = repo_.path() / "x.npy";
+  std::ofstream(path, std::ios::binary) << engine::SerializeNpy({3}, x);
+  std::istringstream in;
+  std::ostringstream out;
+  RunOptions options;
+  options.model_dir = model_dir_;
+  options.input = path.string();
+  ASSERT_TRUE(RunOffline(options, in, out).ok());
+  EXPECT_THAT(out.str(), HasSubstr("row 0: ["));
+  EXPECT_THAT(out.str(), ::testing::Not(HasSubstr("row 1")));
+}
+
+TEST_F(CommandsTest, RunRefusesRowsOfTheWrongWidth) {
+  std::istringstream in("1,2\n");
+  std::ostringstream out;
+  RunOptions options;
+  options.model_dir = model_dir_;
+  absl::Status status = RunOffline(options, in, out);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("2 features per row (shape [1, 2]); expected 3"));
+}
+
+TEST_F(CommandsTest, RunRefusesNonFiniteInputNamingRowAndColumn) {
+  std::istringstream in("1,2,3\n4,nan,6\n");
+  std::ostringstream out;
+  RunOptions options;
+  options.model_dir = model_dir_;
+  absl::Status status = RunOffline(options, in, out);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("row 1 column 1 is NaN"));
+}
+
+}  // namespace
+}  // namespace nnserve::server
