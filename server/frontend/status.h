@@ -1,6 +1,6 @@
 // Conversion of absl::Status (the error type every nnserve module returns)
-// into grpc::Status, and gRPC status-code names for metrics labels. This is
-// the ONE place where gRPC codes are chosen for errors. Stateless functions;
+// into grpc::Status. This is the ONE place where gRPC codes are chosen for
+// errors. Stateless functions;
 // thread-safe.
 #ifndef NNSERVE_SERVER_FRONTEND_STATUS_H_
 #define NNSERVE_SERVER_FRONTEND_STATUS_H_
@@ -16,11 +16,6 @@ namespace nnserve::server {
 // values coincide by design) and keeps the message. OK maps to OK with an
 // empty message; codes outside the canonical range map to UNKNOWN.
 grpc::Status ToGrpcStatus(const absl::Status& status);
-
-// The canonical upper-case name of a gRPC code, e.g. "OK",
-// "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"; "UNKNOWN" for values outside the
-// canonical range. Returns a static string.
-std::string_view GrpcCodeName(grpc::StatusCode code);
 
 }  // namespace nnserve::server
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <utility>
 
-#include "server/frontend/status.h"
+#include "server/observability/code_names.h"
 
 namespace nnserve::server {
 
