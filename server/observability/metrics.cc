@@ -16,6 +16,10 @@ std::string_view MethodName(Method method) {
       return "ModelInfo";
     case Method::kListModels:
       return "ListModels";
+    case Method::kLoadModel:
+      return "LoadModel";
+    case Method::kUnloadModel:
+      return "UnloadModel";
   }
   return "Unknown";
 }

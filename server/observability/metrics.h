@@ -47,9 +47,15 @@ namespace nnserve::server {
 inline constexpr std::string_view kUnknownModelLabel = "_unknown";
 inline constexpr std::string_view kAllModelsLabel = "_all";
 
-enum class Method { kPredict = 0, kModelInfo = 1, kListModels = 2 };
-inline constexpr int kNumMethods = 3;
-// "Predict", "ModelInfo", "ListModels".
+enum class Method {
+  kPredict = 0,
+  kModelInfo = 1,
+  kListModels = 2,
+  kLoadModel = 3,
+  kUnloadModel = 4,
+};
+inline constexpr int kNumMethods = 5;
+// "Predict", "ModelInfo", "ListModels", "LoadModel", "UnloadModel".
 std::string_view MethodName(Method method);
 
 // Latency buckets: 1 µs × 2^k for k = 0..23 (1 µs … ≈ 8.4 s).
