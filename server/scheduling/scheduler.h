@@ -103,8 +103,10 @@ class ModelQueue {
 
   const engine::Model& model() const { return *model_; }
   const BatchingOptions& options() const { return options_; }
-  // Calls waiting (a racy snapshot, for tests and the queue gauge).
-  int64_t queued_calls() const;
+  // Calls waiting (a snapshot).
+  int64_t queued_calls() const {
+    return queued_.load(std::memory_order_relaxed);
+  }
 
  private:
   friend class Scheduler;
@@ -123,10 +125,15 @@ class ModelQueue {
   BatcherMetrics* const batcher_metrics_;  // Per model; never dangles.
   const std::string description_;          // "model 'm' version 2".
 
-  // Guarded by the scheduler's mutex.
+  // Which of the scheduler's lists holds this queue.
+  enum class Listed { kNo, kReady, kWaiting };
+
+  // Guarded by the scheduler's mutex (a per-object member cannot name it).
   std::deque<Pending> pending_;
   int64_t pending_rows_ = 0;
-  bool in_ready_list_ = false;
+  Listed listed_ = Listed::kNo;
+  // pending_.size(), readable without the lock.
+  std::atomic<int64_t> queued_{0};
   // Calls queued plus batches running; read lock-free for the inline check.
   std::atomic<int64_t> busy_{0};
 };
@@ -187,9 +194,16 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void TakeBatch(ModelQueue* queue, Batch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  // Skips cancelled and expired calls, runs the forward pass, hands out the
-  // rows, records the metrics, invokes every `done`.
-  void RunBatch(ModelQueue& queue, Batch* batch);
+  // Puts `queue` on the ready or the waiting list (it has pending calls and
+  // is on neither) and wakes an idle worker.
+  void List(const std::shared_ptr<ModelQueue>& queue,
+            std::chrono::steady_clock::time_point now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The one execution path (inline or on a worker): answers calls cancelled
+  // or past their deadline without computing them, runs one forward pass
+  // over the rest, writes each call's rows, records the metrics, invokes
+  // every `done`.
+  void RunCalls(ModelQueue& queue, std::span<InferenceCall*> calls) const;
 
   const Options options_;
   mutable absl::Mutex mutex_;
@@ -201,6 +215,8 @@ class Scheduler {
   int64_t queued_calls_ ABSL_GUARDED_BY(mutex_) = 0;
   int idle_workers_ ABSL_GUARDED_BY(mutex_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  // stopping_, readable without the lock (the inline path).
+  std::atomic<bool> stopped_{false};
   std::vector<std::thread> workers_;
 };
 

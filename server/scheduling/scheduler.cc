@@ -1,0 +1,354 @@
+#include "server/scheduling/scheduler.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace nnserve::server {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Per-thread buffers reused across forward passes: merged inputs and
+// outputs, per-layer times. Steady-state batches allocate nothing here.
+struct Scratch {
+  std::vector<float> input;
+  std::vector<float> output;
+  std::vector<double> layer_seconds;
+  std::vector<InferenceCall*> live;
+};
+
+Scratch& ThreadScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+double SecondsBetween(SteadyClock::time_point from,
+                      SteadyClock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+}  // namespace
+
+BatchingOptions ResolveBatchingOptions(const v1::DynamicBatching& config,
+                                       const BatchingOptions& defaults) {
+  BatchingOptions options = defaults;
+  if (config.max_batch_rows() > 0) {
+    options.max_batch_rows = config.max_batch_rows();
+  }
+  if (config.max_queue_delay_us() > 0) {
+    options.max_queue_delay_us = config.max_queue_delay_us();
+  }
+  if (config.max_queue_size() > 0) {
+    options.max_queue_size = config.max_queue_size();
+  }
+  return options;
+}
+
+ModelQueue::ModelQueue(std::shared_ptr<const engine::Model> model,
+                       const BatchingOptions& options,
+                       std::shared_ptr<ModelVersionMetrics> metrics,
+                       BatcherMetrics* batcher_metrics, std::string description)
+    : model_(std::move(model)),
+      options_([&] {
+        BatchingOptions o = options;
+        o.max_batch_rows = std::max<int64_t>(o.max_batch_rows, 1);
+        o.max_queue_size = std::max<int64_t>(o.max_queue_size, 1);
+        // Without merging there is nothing to wait for.
+        o.max_queue_delay_us =
+            o.merge ? std::max<int64_t>(o.max_queue_delay_us, 0) : 0;
+        return o;
+      }()),
+      metrics_(std::move(metrics)),
+      batcher_metrics_(batcher_metrics),
+      description_(std::move(description)) {}
+
+Scheduler::Scheduler(const Options& options)
+    : options_([&] {
+        Options o = options;
+        o.threads = std::max(o.threads, 1);
+        o.intra_op_threads = std::max(o.intra_op_threads, 1);
+        o.max_queued_calls = std::max<int64_t>(o.max_queued_calls, 1);
+        return o;
+      }()) {
+  workers_.reserve(static_cast<size_t>(options_.threads));
+  for (int i = 0; i < options_.threads; ++i) {
+    workers_.emplace_back([this] { WorkerLoop(); });
+  }
+}
+
+Scheduler::~Scheduler() { Shutdown(); }
+
+std::shared_ptr<ModelQueue> Scheduler::CreateQueue(
+    std::shared_ptr<const engine::Model> model, const BatchingOptions& options,
+    std::shared_ptr<ModelVersionMetrics> metrics,
+    BatcherMetrics* batcher_metrics, std::string description) {
+  return std::shared_ptr<ModelQueue>(
+      new ModelQueue(std::move(model), options, std::move(metrics),
+                     batcher_metrics, std::move(description)));
+}
+
+int64_t Scheduler::queued_calls() const {
+  absl::MutexLock lock(&mutex_);
+  return queued_calls_;
+}
+
+absl::Status Scheduler::Submit(const std::shared_ptr<ModelQueue>& queue,
+                               InferenceCall call) {
+  // Tiny forwards of an idle version run right here: a hand-off to a worker
+  // would cost more than the forward pass itself.
+  const int64_t work = call.rows * queue->model().info().total_parameters;
+  if (work <= options_.inline_work_limit &&
+      queue->busy_.load(std::memory_order_relaxed) == 0) {
+    if (stopped_.load(std::memory_order_relaxed)) {
+      return absl::UnavailableError(
+          "the server is shutting down and runs no new inference");
+    }
+    InferenceCall* one = &call;
+    RunCalls(*queue, std::span<InferenceCall*>(&one, 1));
+    return absl::OkStatus();
+  }
+
+  const int64_t rows = call.rows;
+  absl::MutexLock lock(&mutex_);
+  if (stopping_) {
+    return absl::UnavailableError(
+        "the server is shutting down and runs no new inference");
+  }
+  const ModelQueue::Listed was = queue->listed_;
+  if (static_cast<int64_t>(queue->pending_.size()) >=
+      queue->options().max_queue_size) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the queue of ", queue->description_, " is full (",
+        queue->options().max_queue_size,
+        " calls waiting, dynamic_batching.max_queue_size); retry with "
+        "backoff"));
+  }
+  if (queued_calls_ >= options_.max_queued_calls) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the inference queue is full (", options_.max_queued_calls,
+                     " calls waiting for ", options_.threads,
+                     " workers, --max-queued-requests); retry with backoff"));
+  }
+  const SteadyClock::time_point now = SteadyClock::now();
+  queue->pending_.push_back(ModelQueue::Pending{std::move(call), now});
+  queue->pending_rows_ += rows;
+  queue->queued_.fetch_add(1, std::memory_order_relaxed);
+  queue->busy_.fetch_add(1, std::memory_order_relaxed);
+  ++queued_calls_;
+  // Counted under the lock, before a worker can take the call, so the gauge
+  // never dips below zero.
+  if (queue->batcher_metrics_ != nullptr) queue->batcher_metrics_->AddQueued(1);
+
+  if (was == ModelQueue::Listed::kNo) {
+    List(queue, now);
+  } else if (was == ModelQueue::Listed::kWaiting && IsReady(*queue, now)) {
+    // The batch filled before its delay ran out.
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), queue));
+    queue->listed_ = ModelQueue::Listed::kNo;
+    List(queue, now);
+  }
+  return absl::OkStatus();
+}
+
+void Scheduler::List(const std::shared_ptr<ModelQueue>& queue,
+                     SteadyClock::time_point now) {
+  if (IsReady(*queue, now)) {
+    queue->listed_ = ModelQueue::Listed::kReady;
+    ready_.push_back(queue);
+  } else {
+    // An idle worker must learn of the new timer, too.
+    queue->listed_ = ModelQueue::Listed::kWaiting;
+    waiting_.push_back(queue);
+  }
+  if (idle_workers_ > 0) work_.Signal();
+}
+
+bool Scheduler::IsReady(const ModelQueue& queue,
+                        SteadyClock::time_point now) const {
+  const BatchingOptions& o = queue.options();
+  return stopping_ || o.max_queue_delay_us == 0 ||
+         queue.pending_rows_ >= o.max_batch_rows ||
+         queue.pending_.front().enqueued +
+                 std::chrono::microseconds(o.max_queue_delay_us) <=
+             now;
+}
+
+SteadyClock::time_point Scheduler::PromoteDueQueues(
+    SteadyClock::time_point now) {
+  SteadyClock::time_point next = SteadyClock::time_point::max();
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    ModelQueue& queue = **it;
+    if (IsReady(queue, now)) {
+      queue.listed_ = ModelQueue::Listed::kReady;
+      ready_.push_back(std::move(*it));
+      it = waiting_.erase(it);
+      continue;
+    }
+    next = std::min(next, queue.pending_.front().enqueued +
+                              std::chrono::microseconds(
+                                  queue.options().max_queue_delay_us));
+    ++it;
+  }
+  return next;
+}
+
+void Scheduler::TakeBatch(ModelQueue* queue, Batch* batch) {
+  const BatchingOptions& o = queue->options();
+  int64_t rows = 0;
+  while (!queue->pending_.empty()) {
+    const int64_t next = queue->pending_.front().call.rows;
+    if (!batch->empty() && (!o.merge || rows + next > o.max_batch_rows)) break;
+    batch->push_back(std::move(queue->pending_.front()));
+    queue->pending_.pop_front();
+    rows += next;
+    if (!o.merge || rows >= o.max_batch_rows) break;
+  }
+  const auto taken = static_cast<int64_t>(batch->size());
+  queue->pending_rows_ -= rows;
+  queue->queued_.fetch_sub(taken, std::memory_order_relaxed);
+  // `taken` calls leave the queue, one running batch joins.
+  queue->busy_.fetch_add(1 - taken, std::memory_order_relaxed);
+  queued_calls_ -= taken;
+  if (queue->batcher_metrics_ != nullptr) {
+    queue->batcher_metrics_->AddQueued(-taken);
+  }
+}
+
+bool Scheduler::NextBatch(std::shared_ptr<ModelQueue>* queue, Batch* batch) {
+  absl::MutexLock lock(&mutex_);
+  while (true) {
+    SteadyClock::time_point next = SteadyClock::time_point::max();
+    if (ready_.empty() && !waiting_.empty()) {
+      next = PromoteDueQueues(SteadyClock::now());
+    }
+    if (!ready_.empty()) {
+      *queue = std::move(ready_.front());
+      ready_.pop_front();
+      (*queue)->listed_ = ModelQueue::Listed::kNo;
+      TakeBatch(queue->get(), batch);
+      // Still has calls: back in line behind the other models.
+      if (!(*queue)->pending_.empty()) List(*queue, SteadyClock::now());
+      return true;
+    }
+    if (stopping_ && waiting_.empty()) return false;
+    ++idle_workers_;
+    if (next == SteadyClock::time_point::max()) {
+      work_.Wait(&mutex_);
+    } else {
+      work_.WaitWithDeadline(&mutex_,
+                             absl::FromChrono(std::chrono::system_clock::now() +
+                                              (next - SteadyClock::now())));
+    }
+    --idle_workers_;
+  }
+}
+
+void Scheduler::WorkerLoop() {
+  // The OpenMP thread count is a per-thread setting: set it once here.
+  omp_set_num_threads(options_.intra_op_threads);
+  std::shared_ptr<ModelQueue> queue;
+  Batch batch;
+  std::vector<InferenceCall*> calls;
+  while (NextBatch(&queue, &batch)) {
+    const SteadyClock::time_point now = SteadyClock::now();
+    calls.clear();
+    for (ModelQueue::Pending& pending : batch) {
+      if (queue->batcher_metrics_ != nullptr) {
+        queue->batcher_metrics_->RecordQueueWait(
+            SecondsBetween(pending.enqueued, now));
+      }
+      calls.push_back(&pending.call);
+    }
+    RunCalls(*queue, calls);
+    batch.clear();
+    queue->busy_.fetch_sub(1, std::memory_order_release);
+    queue.reset();
+  }
+}
+
+void Scheduler::RunCalls(ModelQueue& queue,
+                         std::span<InferenceCall*> calls) const {
+  Scratch& scratch = ThreadScratch();
+  // Calls given up on while queued are answered without computing them.
+  const auto wall_now = std::chrono::system_clock::now();
+  std::vector<InferenceCall*>& live = scratch.live;
+  live.clear();
+  int64_t rows = 0;
+  for (InferenceCall* call : calls) {
+    if (call->is_cancelled && call->is_cancelled()) {
+      std::move(call->done)(
+          absl::CancelledError("the call was cancelled before it ran"));
+    } else if (call->deadline <= wall_now) {
+      std::move(call->done)(absl::DeadlineExceededError(
+          absl::StrCat("the call's deadline passed while it waited for ",
+                       queue.description_, "; it was not computed")));
+    } else {
+      live.push_back(call);
+      rows += call->rows;
+    }
+  }
+  if (live.empty()) return;
+
+  const engine::Model& model = queue.model();
+  std::span<double> layer_seconds;
+  if (options_.time_layers && queue.metrics_ != nullptr) {
+    scratch.layer_seconds.assign(model.num_layers(), 0.0);
+    layer_seconds = scratch.layer_seconds;
+  }
+  // One call: straight from its input into its output. Several: merged
+  // into one [rows, features] matrix and split back.
+  std::span<const float> input = live.front()->input;
+  std::span<float> output = live.front()->output;
+  if (live.size() > 1) {
+    scratch.input.resize(static_cast<size_t>(rows * model.input_size()));
+    scratch.output.resize(static_cast<size_t>(rows * model.output_size()));
+    float* dst = scratch.input.data();
+    for (const InferenceCall* call : live) {
+      std::memcpy(dst, call->input.data(), call->input.size_bytes());
+      dst += call->input.size();
+    }
+    input = scratch.input;
+    output = scratch.output;
+  }
+
+  const SteadyClock::time_point start = SteadyClock::now();
+  const absl::Status status = model.Forward(input, rows, output, layer_seconds);
+  const double seconds = SecondsBetween(start, SteadyClock::now());
+  if (status.ok()) {
+    if (queue.metrics_ != nullptr) {
+      queue.metrics_->RecordInference(seconds, rows, layer_seconds);
+    }
+    if (queue.batcher_metrics_ != nullptr) {
+      queue.batcher_metrics_->RecordBatch(rows);
+    }
+    if (live.size() > 1) {
+      const float* src = scratch.output.data();
+      for (InferenceCall* call : live) {
+        std::memcpy(call->output.data(), src, call->output.size_bytes());
+        src += call->output.size();
+      }
+    }
+  }
+  for (InferenceCall* call : live) std::move(call->done)(status);
+}
+
+void Scheduler::Shutdown() {
+  {
+    absl::MutexLock lock(&mutex_);
+    if (stopping_) return;  // Joined (or being joined) by the first caller.
+    stopping_ = true;
+    stopped_.store(true, std::memory_order_relaxed);
+    work_.SignalAll();
+  }
+  // Workers leave only once every queue is empty.
+  for (std::thread& worker : workers_) worker.join();
+}
+
+}  // namespace nnserve::server
