@@ -7,9 +7,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "server/frontend/predictor.h"
-#include "server/frontend/status.h"
+#include "engine/rows.h"
 #include "engine/str_util.h"
+#include "server/frontend/status.h"
 #include "server/frontend/tensor_codec.h"
 
 namespace nnserve::server {
@@ -53,6 +53,22 @@ void Finish(grpc::ServerUnaryReactor* reactor, RequestMetrics* metrics,
   grpc::Status grpc_status = ToGrpcStatus(status);
   metrics->Record(method, grpc_status.error_code(), SecondsSince(start));
   reactor->Finish(grpc_status);
+}
+
+// Model, version and (for models with labels) the argmax label and class of
+// each output row.
+void FillPredictMetadata(const ServedVersion& served,
+                         std::span<const float> output, int64_t rows,
+                         v1::PredictResponse* response) {
+  response->set_model(served.name);
+  response->set_version(served.version);
+  const std::vector<std::string>& labels = served.model->info().labels;
+  if (labels.empty()) return;
+  for (int32_t c :
+       engine::ArgmaxPerRow(output, rows, served.model->output_size())) {
+    response->add_classes(c);
+    response->add_labels(labels[static_cast<size_t>(c)]);
+  }
 }
 
 }  // namespace
@@ -131,25 +147,29 @@ bool InferenceService::WaitForIdle(
       absl::FromChrono(deadline));
 }
 
-InferenceService::InferenceService(const ModelManager* models,
-                                   InferencePool* pool, ServerMetrics* metrics,
+InferenceService::InferenceService(const ModelRegistry* registry,
+                                   Scheduler* scheduler, ServerMetrics* metrics,
                                    const ServiceOptions& options)
-    : models_(models), pool_(pool), metrics_(metrics), options_(options) {}
+    : registry_(registry),
+      scheduler_(scheduler),
+      metrics_(metrics),
+      options_(options) {}
 
 grpc::ServerUnaryReactor* InferenceService::Predict(
     grpc::CallbackServerContext* context, const v1::PredictRequest* request,
     v1::PredictResponse* response) {
   const Clock::time_point start = Clock::now();
   grpc::ServerUnaryReactor* reactor = NewReactor();
-  RequestMetrics* metrics = models_->RequestMetricsFor(request->model());
+  RequestMetrics* metrics = registry_->RequestMetricsFor(request->model());
   const auto finish = [&](const absl::Status& status) {
     Finish(reactor, metrics, Method::kPredict, start, status);
     return reactor;
   };
 
+  // Decode.
   if (draining_.load(std::memory_order_relaxed)) return finish(DrainingError());
   if (DeadlinePassed(context)) return finish(DeadlineError("Predict"));
-  auto served = models_->Find(request->model(), request->version());
+  auto served = registry_->Find(request->model(), request->version());
   if (!served.ok()) return finish(served.status());
   const engine::ModelInfo& info = (*served)->model->info();
   InputExpectation expected{.features = info.input_size,
@@ -157,7 +177,6 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
                             .description = (*served)->input_description};
   auto input = DecodeInput(request->input(), expected);
   if (!input.ok()) return finish(input.status());
-
   const int64_t rows = input->rows();
   const int64_t output_bytes = rows * info.output_size * 4;
   if (output_bytes > options_.max_message_bytes) {
@@ -168,70 +187,34 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
         options_.max_message_bytes, " bytes (--max-message-bytes)")));
   }
 
-  const bool small = rows * info.total_parameters <= options_.inline_work_limit;
-  if (options_.dynamic_batching) {
-    ModelBatcher* batcher = BatcherFor(*served);
-    if (small && batcher->idle()) {
-      return finish(
-          RunPredict(**served, *input, options_.layer_timing, response));
-    }
-    absl::Status queued = batcher->Submit(ModelBatcher::Call{
-        .input = *std::move(input),
-        .response = response,
-        .deadline = context->deadline(),
-        .is_cancelled = [context] { return context->IsCancelled(); },
-        .done =
-            [reactor, metrics, start](absl::Status status) {
-              Finish(reactor, metrics, Method::kPredict, start, status);
-            },
-    });
-    if (!queued.ok()) return finish(queued);
-    return reactor;
-  }
-
-  if (small) {
-    return finish(
-        RunPredict(**served, *input, options_.layer_timing, response));
-  }
-
-  const bool queued = pool_->TrySubmit([this, context, reactor, metrics, start,
-                                        response, served = *std::move(served),
-                                        input = *std::move(input)]() mutable {
-    absl::Status status;
-    if (context->IsCancelled()) {
-      status = absl::CancelledError("the call was cancelled while queued");
-    } else if (DeadlinePassed(context)) {
-      status = DeadlineError("Predict");
-    } else {
-      status = RunPredict(*served, input, options_.layer_timing, response);
-    }
-    Finish(reactor, metrics, Method::kPredict, start, status);
-  });
-  if (!queued) {
-    return finish(absl::ResourceExhaustedError(
-        absl::StrCat("the inference queue is full (", pool_->max_queue(),
-                     " requests waiting for ", pool_->threads(),
-                     " workers); retry with backoff")));
-  }
+  // Delegate: the scheduler runs the forward pass straight into the
+  // response's output tensor; `done` fills the rest and finishes the call.
+  const std::span<float> output = PrepareOutput(
+      rows, info.output_size, input->encoding(), response->mutable_output());
+  const std::span<const float> values = input->values();
+  // The input's storage moves with it (a vector's buffer stays put), so
+  // `values` stays valid while `done` owns the DecodedInput.
+  std::shared_ptr<ModelQueue> queue = (*served)->queue;
+  absl::Status submitted = scheduler_->Submit(
+      queue, InferenceCall{
+                 .input = values,
+                 .rows = rows,
+                 .output = output,
+                 .deadline = context->deadline(),
+                 .is_cancelled = [context] { return context->IsCancelled(); },
+                 .done =
+                     [reactor, metrics, start, response, output, rows,
+                      served = *std::move(served),
+                      input = *std::move(input)](absl::Status status) {
+                       if (status.ok()) {
+                         FillPredictMetadata(*served, output, rows, response);
+                       }
+                       Finish(reactor, metrics, Method::kPredict, start,
+                              status);
+                     },
+             });
+  if (!submitted.ok()) return finish(submitted);
   return reactor;
-}
-
-ModelBatcher* InferenceService::BatcherFor(
-    const std::shared_ptr<const ServedVersion>& served) {
-  {
-    absl::ReaderMutexLock lock(&batchers_mutex_);
-    auto it = batchers_.find(served.get());
-    if (it != batchers_.end()) return it->second.get();
-  }
-  absl::MutexLock lock(&batchers_mutex_);
-  std::unique_ptr<ModelBatcher>& batcher = batchers_[served.get()];
-  if (batcher == nullptr) {
-    BatchingOptions options =
-        ResolveBatchingOptions(served->batching, options_.batching);
-    options.time_layers = options_.layer_timing;
-    batcher = std::make_unique<ModelBatcher>(served, pool_, options);
-  }
-  return batcher.get();
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfo(
@@ -239,18 +222,19 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfo(
     v1::ModelInfoResponse* response) {
   const Clock::time_point start = Clock::now();
   grpc::ServerUnaryReactor* reactor = NewReactor();
-  RequestMetrics* metrics = models_->RequestMetricsFor(request->model());
+  RequestMetrics* metrics = registry_->RequestMetricsFor(request->model());
   absl::Status status;
   if (draining_.load(std::memory_order_relaxed)) {
     status = DrainingError();
   } else if (DeadlinePassed(context)) {
     status = DeadlineError("ModelInfo");
-  } else if (auto served = models_->Find(request->model(), request->version());
+  } else if (auto served =
+                 registry_->Find(request->model(), request->version());
              !served.ok()) {
     status = served.status();
   } else {
     FillModelInfo((*served)->model->info(),
-                  models_->AvailableVersions(request->model()), response);
+                  registry_->AvailableVersions(request->model()), response);
   }
   Finish(reactor, metrics, Method::kModelInfo, start, status);
   return reactor;
@@ -268,7 +252,7 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(
   } else if (DeadlinePassed(context)) {
     status = DeadlineError("ListModels");
   } else {
-    *response = models_->ListModels();
+    *response = registry_->ListModels();
   }
   Finish(reactor, metrics_->ForAllModels(), Method::kListModels, start, status);
   return reactor;

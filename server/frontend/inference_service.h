@@ -1,18 +1,13 @@
 // InferenceService: the nnserve.v1.Inference gRPC service (callback API).
-// Handlers are thin: decode the request, delegate to ModelManager /
-// RunPredict, encode, record metrics, finish. gRPC codes come only from
-// ToGrpcStatus (server/status.h).
+// Handlers are thin: decode the request, look the version up in the
+// ModelRegistry, hand the call to the Scheduler, fill the response when it
+// is done, record the request metrics, finish. gRPC codes come only from
+// ToGrpcStatus (server/frontend/status.h).
 //
-// Where forward passes run. A Predict whose work — rows × the model's total
-// parameters, i.e. multiply-adds — is at most `inline_work_limit` runs
-// inline on the gRPC callback thread: no hand-off, lowest latency (the
-// default 262144 MACs is a few µs of oneDNN time; it covers e.g. the digits
-// model up to ~100 rows). Larger forwards are queued on the InferencePool's
-// fixed --threads workers (bounded queue; full → RESOURCE_EXHAUSTED); the
-// worker finishes the reactor. So a long forward occupies a worker, never a
-// callback thread, and cannot starve ModelInfo/ListModels/health or small
-// predictions. A queued call whose deadline passes or that is cancelled
-// before a worker picks it up is answered without running the forward.
+// Every Predict takes the same path: the scheduler decides whether a call
+// runs inline (tiny forwards of an idle version), merged with other calls
+// of its version, or alone on a worker (see server/scheduling/scheduler.h).
+// The forward pass writes straight into the response's output tensor.
 //
 // Draining. grpc::Server::Shutdown(deadline) waits for every open call,
 // including grpc.health.v1 Watch streams that clients keep open forever, so
@@ -23,10 +18,8 @@
 // server shut down with an immediate deadline (ending the Watch streams).
 //
 // Thread-safe; handlers run concurrently on gRPC's callback threads. The
-// referenced ModelManager, InferencePool and ServerMetrics must outlive the
-// grpc::Server this service is registered with. The service owns the
-// batchers; shut the pool down (which runs every queued batch) before
-// destroying the service.
+// referenced ModelRegistry, Scheduler and ServerMetrics must outlive the
+// grpc::Server this service is registered with.
 #ifndef NNSERVE_SERVER_FRONTEND_INFERENCE_SERVICE_H_
 #define NNSERVE_SERVER_FRONTEND_INFERENCE_SERVICE_H_
 
@@ -35,37 +28,27 @@
 #include <cstdint>
 #include <memory>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/model.h"
 #include "grpcpp/grpcpp.h"
 #include "nnserve/v1/inference.grpc.pb.h"
-#include "server/scheduling/batcher.h"
-#include "server/scheduling/inference_pool.h"
+#include "server/lifecycle/model_registry.h"
 #include "server/observability/metrics.h"
-#include "server/lifecycle/model_manager.h"
+#include "server/scheduling/scheduler.h"
 
 namespace nnserve::server {
 
 struct ServiceOptions {
+  // --max-batch-rows: larger requests are refused.
   int64_t max_batch_rows = 1024;
   // The server's message size limit; responses that would exceed it are
   // refused up front with RESOURCE_EXHAUSTED.
   int64_t max_message_bytes = 64 << 20;
-  // rows × total parameters at or below which a forward runs inline.
-  int64_t inline_work_limit = 262144;
-  // Measure and export per-layer latency.
-  bool layer_timing = true;
-  // Merge concurrent calls per model version (see above).
-  bool dynamic_batching = true;
-  // Server-wide batcher settings; a model's config.pbtxt dynamic_batching
-  // overrides each field it sets > 0. time_layers is taken from
-  // layer_timing.
-  BatchingOptions batching = {};
 };
 
 class InferenceService final : public v1::Inference::CallbackService {
  public:
-  InferenceService(const ModelManager* models, InferencePool* pool,
+  InferenceService(const ModelRegistry* registry, Scheduler* scheduler,
                    ServerMetrics* metrics, const ServiceOptions& options);
 
   grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
@@ -90,18 +73,13 @@ class InferenceService final : public v1::Inference::CallbackService {
   // Starts tracking a call; the returned reactor ends tracking in OnDone.
   grpc::ServerUnaryReactor* NewReactor();
   void CallDone();
-  // The batcher of `served`, created on first use.
-  ModelBatcher* BatcherFor(const std::shared_ptr<const ServedVersion>& served);
-  const ModelManager* const models_;
-  InferencePool* const pool_;
+  const ModelRegistry* const registry_;
+  Scheduler* const scheduler_;
   ServerMetrics* const metrics_;
   const ServiceOptions options_;
   std::atomic<int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
   absl::Mutex idle_mutex_;  // Wakes WaitForIdle; guards no data.
-  absl::Mutex batchers_mutex_;
-  absl::flat_hash_map<const ServedVersion*, std::unique_ptr<ModelBatcher>>
-      batchers_ ABSL_GUARDED_BY(batchers_mutex_);
 };
 
 // Fills a ModelInfoResponse from the engine's description of a model.

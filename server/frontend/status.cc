@@ -63,5 +63,4 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(code, std::string(status.message()));
 }
 
-
 }  // namespace nnserve::server

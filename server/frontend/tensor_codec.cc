@@ -111,31 +111,31 @@ absl::StatusOr<DecodedInput> DecodeInput(const v1::Tensor& tensor,
   return decoded;
 }
 
-std::span<float> PrepareValuesOutput(int64_t rows, int64_t cols,
-                                     v1::Tensor* out) {
-  out->clear_raw();
+std::span<float> PrepareOutput(int64_t rows, int64_t cols,
+                               TensorEncoding encoding, v1::Tensor* out) {
   out->clear_shape();
   out->add_shape(rows);
   out->add_shape(cols);
-  auto* values = out->mutable_values();
-  values->Resize(static_cast<int>(rows * cols), 0.0f);
-  return std::span<float>(values->mutable_data(),
-                          static_cast<size_t>(rows * cols));
+  const auto count = static_cast<size_t>(rows * cols);
+  if (encoding == TensorEncoding::kValues) {
+    out->clear_raw();
+    auto* values = out->mutable_values();
+    values->Resize(static_cast<int>(count), 0.0f);
+    return std::span<float>(values->mutable_data(), count);
+  }
+  out->clear_values();
+  // The bytes of `raw` are the little-endian float32 values themselves
+  // (x86 and every platform nnserve builds for are little-endian);
+  // std::string storage is malloc-aligned, so it holds floats directly.
+  std::string* raw = out->mutable_raw();
+  raw->resize(count * sizeof(float));
+  return std::span<float>(reinterpret_cast<float*>(raw->data()), count);
 }
 
 void EncodeOutput(std::span<const float> values, int64_t rows, int64_t cols,
                   TensorEncoding encoding, v1::Tensor* out) {
-  if (encoding == TensorEncoding::kValues) {
-    std::span<float> dst = PrepareValuesOutput(rows, cols, out);
-    std::memcpy(dst.data(), values.data(), dst.size_bytes());
-    return;
-  }
-  out->clear_values();
-  out->clear_shape();
-  out->add_shape(rows);
-  out->add_shape(cols);
-  out->set_raw(reinterpret_cast<const char*>(values.data()),
-               values.size_bytes());
+  std::span<float> dst = PrepareOutput(rows, cols, encoding, out);
+  std::memcpy(dst.data(), values.data(), dst.size_bytes());
 }
 
 }  // namespace nnserve::server

@@ -66,10 +66,11 @@ class DecodedInput {
 absl::StatusOr<DecodedInput> DecodeInput(const v1::Tensor& tensor,
                                          const InputExpectation& expected);
 
-// Sets `out` to shape [rows, cols] in the values encoding and returns the
-// rows*cols floats to fill in place (no extra copy). Clears `raw`.
-std::span<float> PrepareValuesOutput(int64_t rows, int64_t cols,
-                                     v1::Tensor* out);
+// Sets `out` to shape [rows, cols] in `encoding` and returns its rows*cols
+// floats to fill in place (the forward pass writes straight into the
+// response; no extra copy). Clears the other encoding's field.
+std::span<float> PrepareOutput(int64_t rows, int64_t cols,
+                               TensorEncoding encoding, v1::Tensor* out);
 
 // Writes `values` ([rows, cols], row-major) into `out` in `encoding`.
 void EncodeOutput(std::span<const float> values, int64_t rows, int64_t cols,

@@ -208,13 +208,30 @@ TEST(EncodeOutputTest, BothEncodingsRoundTripThroughDecode) {
   }
 }
 
-TEST(PrepareValuesOutputTest, ReturnsWritableStorageOfTheTensor) {
+TEST(PrepareOutputTest, ValuesStorageIsTheTensorsOwn) {
   v1::Tensor t;
-  std::span<float> dst = PrepareValuesOutput(2, 2, &t);
+  t.set_raw("stale");
+  std::span<float> dst = PrepareOutput(2, 2, TensorEncoding::kValues, &t);
   ASSERT_EQ(dst.size(), 4u);
   dst[3] = 7.5f;
   EXPECT_THAT(t.shape(), ElementsAre(2, 2));
   EXPECT_THAT(t.values(), ElementsAre(0.0f, 0.0f, 0.0f, 7.5f));
+  EXPECT_TRUE(t.raw().empty());
+}
+
+TEST(PrepareOutputTest, RawStorageIsTheTensorsBytes) {
+  v1::Tensor t;
+  t.add_values(1.0f);
+  std::span<float> dst = PrepareOutput(1, 3, TensorEncoding::kRaw, &t);
+  ASSERT_EQ(dst.size(), 3u);
+  dst[0] = 1.5f;
+  dst[2] = -2.0f;
+  EXPECT_THAT(t.shape(), ElementsAre(1, 3));
+  EXPECT_EQ(t.values_size(), 0);
+  ASSERT_EQ(t.raw().size(), 12u);
+  float back[3];
+  std::memcpy(back, t.raw().data(), sizeof back);
+  EXPECT_THAT(back, ElementsAre(1.5f, 0.0f, -2.0f));
 }
 
 }  // namespace
