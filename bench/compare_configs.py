@@ -12,9 +12,11 @@ configuration (paired within each round, median over rounds).
 
 usage: compare_configs.py [options] NAME=FLAGS [NAME=FLAGS ...]
   FLAGS are extra `nnserve serve` flags, split on spaces; leading VAR=VALUE
-  words set environment variables for that server, e.g.
+  words set environment variables for that server, and a leading @PATH word
+  runs that nnserve binary instead of --nnserve (e.g. an older build), e.g.
     '2x1=--threads 2 --intra-op-threads 1'
     '1x2-passive=OMP_WAIT_POLICY=passive --threads 1 --intra-op-threads 2'
+    'before=@/tmp/old/build/server/nnserve' 'after='
 options: --nnserve PATH --cli PATH --models DIR --model NAME
   --concurrency N,N,... --rounds N --duration S --warmup S
 """
@@ -35,24 +37,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_config(text):
+    """(name, env, args, binary or None) of one NAME=FLAGS argument."""
     name, _, flags = text.partition("=")
-    env, args = {}, []
+    env, args, binary = {}, [], None
     for word in flags.split():
         m = re.fullmatch(r"([A-Z_][A-Z0-9_]*)=(.*)", word)
         if m and not args:
             env[m.group(1)] = m.group(2)
+        elif word.startswith("@") and not args:
+            binary = word[1:]
         else:
             args.append(word)
-    return name, env, args
+    return name, env, args, binary
 
 
 class Server:
-    def __init__(self, name, env, args, opts, tmp):
+    def __init__(self, name, env, args, binary, opts, tmp):
         self.name = name
         port_file = os.path.join(tmp, f"{name}.port")
         self.log = open(os.path.join(tmp, f"{name}.log"), "w")
         self.proc = subprocess.Popen(
-            [opts.nnserve, "serve", "--model-repository", opts.models,
+            [binary or opts.nnserve, "serve", "--model-repository", opts.models,
              "--grpc-address", "127.0.0.1:0", "--metrics-address",
              "127.0.0.1:0", "--port-file", port_file] + args,
             env={**os.environ, **env}, stdout=self.log, stderr=self.log)
@@ -118,14 +123,14 @@ def main():
     opts = parser.parse_args()
 
     configs = [parse_config(c) for c in opts.configs]
-    names = [name for name, _, _ in configs]
+    names = [config[0] for config in configs]
     results = {(n, c): [] for n in names for c in opts.concurrency}
     failed = 0
     with tempfile.TemporaryDirectory(prefix="compare-configs.") as tmp:
         servers = {}
         try:
-            for name, env, args in configs:
-                servers[name] = Server(name, env, args, opts, tmp)
+            for name, env, args, binary in configs:
+                servers[name] = Server(name, env, args, binary, opts, tmp)
             print(f"model {opts.model}, batch 1 per call, {opts.duration} s "
                   f"per run (+{opts.warmup} s warm-up), {opts.rounds} rounds; "
                   f"{os.cpu_count()} cores")
