@@ -1,0 +1,174 @@
+#include "server/frontend/repository_service.h"
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/model_spec.h"
+#include "engine/str_util.h"
+#include "server/frontend/status.h"
+
+namespace nnserve::server {
+
+using engine::Sv;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Whether an answer of the lifecycle shows that `model` is a directory of
+// the repository (so its name may label metric series): a success, or a
+// version that failed validation. NOT_FOUND, the mode refusal and
+// shutdown errors say nothing about the name.
+bool ShowsModelInRepository(const absl::Status& status, ModelControlMode mode) {
+  if (status.ok()) return true;
+  if (mode != ModelControlMode::kExplicit) return false;
+  return status.code() == absl::StatusCode::kInvalidArgument ||
+         status.code() == absl::StatusCode::kFailedPrecondition;
+}
+
+// Why a call is refused before it reaches the lifecycle, or OK: the server
+// is draining, the deadline already passed, or (in explicit mode, where the
+// name would be looked up in the repository) the name is not a model name.
+// Outside explicit mode the lifecycle answers FAILED_PRECONDITION whatever
+// the name.
+absl::Status Admit(const grpc::CallbackServerContext& context, bool draining,
+                   ModelControlMode mode, std::string_view method,
+                   std::string_view model) {
+  if (draining) {
+    return absl::UnavailableError(
+        "the server is shutting down and accepts no new calls; retry on "
+        "another replica");
+  }
+  if (context.deadline() <= std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the call's deadline passed before ", Sv(method), " could run"));
+  }
+  if (mode != ModelControlMode::kExplicit) return absl::OkStatus();
+  if (model.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Sv(method),
+                     ": the request names no model; expected the name of a "
+                     "model directory in the repository"));
+  }
+  if (!engine::IsValidModelName(model)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Sv(method), ": '", Sv(model),
+                     "' is not a valid model name, expected "
+                     "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// A unary reactor that finishes its call once, records the call's request
+// metrics and reports its completion to the service.
+class ModelRepositoryService::CallReactor : public grpc::ServerUnaryReactor {
+ public:
+  CallReactor(ModelRepositoryService* service, Method method, std::string model)
+      : service_(service),
+        method_(method),
+        model_(std::move(model)),
+        start_(Clock::now()) {}
+
+  const std::string& model() const { return model_; }
+
+  // Answers the call with `status`, counting it under the model's name when
+  // `model_in_repository`, else under "_unknown".
+  void Complete(const absl::Status& status, bool model_in_repository) {
+    const grpc::Status grpc_status = ToGrpcStatus(status);
+    RequestMetrics* metrics = model_in_repository
+                                  ? service_->metrics_->ForModel(model_)
+                                  : service_->metrics_->ForUnknownModel();
+    metrics->Record(
+        method_, grpc_status.error_code(),
+        std::chrono::duration<double>(Clock::now() - start_).count());
+    Finish(grpc_status);
+  }
+
+  // OnDone only deletes and decrements (see InferenceService::CallReactor).
+  bool InternalInlineable() override { return true; }
+  void OnDone() override {
+    ModelRepositoryService* service = service_;
+    delete this;
+    service->CallDone();
+  }
+
+ private:
+  ModelRepositoryService* const service_;
+  const Method method_;
+  const std::string model_;
+  const Clock::time_point start_;
+};
+
+ModelRepositoryService::ModelRepositoryService(ModelLifecycle* lifecycle,
+                                               ServerMetrics* metrics)
+    : lifecycle_(lifecycle), metrics_(metrics) {}
+
+ModelRepositoryService::CallReactor* ModelRepositoryService::NewReactor(
+    Method method, std::string model) {
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
+  return new CallReactor(this, method, std::move(model));
+}
+
+void ModelRepositoryService::CallDone() {
+  if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      draining_.load(std::memory_order_acquire)) {
+    // Unlocking makes absl::Mutex re-evaluate WaitForIdle's condition.
+    absl::MutexLock lock(&idle_mutex_);
+  }
+}
+
+void ModelRepositoryService::BeginDrain() {
+  draining_.store(true, std::memory_order_release);
+}
+
+bool ModelRepositoryService::WaitForIdle(
+    std::chrono::system_clock::time_point deadline) {
+  absl::MutexLock lock(&idle_mutex_);
+  return idle_mutex_.AwaitWithDeadline(
+      absl::Condition(
+          +[](std::atomic<int64_t>* n) { return n->load() == 0; }, &in_flight_),
+      absl::FromChrono(deadline));
+}
+
+grpc::ServerUnaryReactor* ModelRepositoryService::Start(
+    Method method, grpc::CallbackServerContext* context, std::string model,
+    std::string* response_model,
+    void (ModelLifecycle::*operation)(
+        std::string, absl::AnyInvocable<void(absl::Status) &&>)) {
+  CallReactor* reactor = NewReactor(method, model);
+  const ModelControlMode mode = lifecycle_->mode();
+  absl::Status admitted =
+      Admit(*context, draining_.load(std::memory_order_relaxed), mode,
+            MethodName(method), model);
+  if (!admitted.ok()) {
+    reactor->Complete(admitted, /*model_in_repository=*/false);
+    return reactor;
+  }
+  (lifecycle_->*operation)(
+      std::move(model), [reactor, response_model, mode](absl::Status status) {
+        if (status.ok()) *response_model = reactor->model();
+        reactor->Complete(status, ShowsModelInRepository(status, mode));
+      });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ModelRepositoryService::LoadModel(
+    grpc::CallbackServerContext* context, const v1::LoadModelRequest* request,
+    v1::LoadModelResponse* response) {
+  return Start(Method::kLoadModel, context, request->model(),
+               response->mutable_model(), &ModelLifecycle::LoadModel);
+}
+
+grpc::ServerUnaryReactor* ModelRepositoryService::UnloadModel(
+    grpc::CallbackServerContext* context, const v1::UnloadModelRequest* request,
+    v1::UnloadModelResponse* response) {
+  return Start(Method::kUnloadModel, context, request->model(),
+               response->mutable_model(), &ModelLifecycle::UnloadModel);
+}
+
+}  // namespace nnserve::server
