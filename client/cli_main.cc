@@ -1,6 +1,7 @@
 // nnserve-cli: command-line client for nnserve (predict, info, list, health,
-// bench). Exit status 0 on success; 1 with "error: CODE: message" on stderr
-// when a call or the input fails; health exits 0 only when SERVING.
+// bench, load, unload). Exit status 0 on success; 1 with "error: CODE:
+// message" on stderr when a call or the input fails; health exits 0 only
+// when SERVING.
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -130,6 +131,29 @@ int RunHealth(const GlobalFlags& flags, const std::string& service) {
   return *status == ServingStatus::kServing ? 0 : 1;
 }
 
+// load / unload: ModelRepository.LoadModel / UnloadModel.
+int RunLoadModel(const GlobalFlags& flags, const std::string& model) {
+  absl::StatusOr<std::unique_ptr<Client>> client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::LoadModelResponse> response =
+      (*client)->LoadModel(model, MakeCallOptions(flags));
+  if (!response.ok()) return Fail(response.status());
+  Print(flags, flags.json ? cli::ProtoJson(*response) : nullptr,
+        flags.json ? "" : cli::LoadModelText(*response));
+  return 0;
+}
+
+int RunUnloadModel(const GlobalFlags& flags, const std::string& model) {
+  absl::StatusOr<std::unique_ptr<Client>> client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::UnloadModelResponse> response =
+      (*client)->UnloadModel(model, MakeCallOptions(flags));
+  if (!response.ok()) return Fail(response.status());
+  Print(flags, flags.json ? cli::ProtoJson(*response) : nullptr,
+        flags.json ? "" : cli::UnloadModelText(*response));
+  return 0;
+}
+
 struct BenchFlags {
   std::string model;
   int64_t version = 0;
@@ -247,6 +271,16 @@ int Main(int argc, char** argv) {
   bench_cmd->add_option("--seed", bench.seed, "Input generator seed")
       ->capture_default_str();
 
+  std::string load_model;
+  CLI::App* load_cmd = app.add_subcommand(
+      "load", "(Re)load a model from the server's repository (explicit mode)");
+  load_cmd->add_option("--model", load_model, "Model name")->required();
+
+  std::string unload_model;
+  CLI::App* unload_cmd = app.add_subcommand(
+      "unload", "Stop serving every version of a model (explicit mode)");
+  unload_cmd->add_option("--model", unload_model, "Model name")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   if (predict_cmd->parsed()) return RunPredict(flags, predict);
@@ -254,6 +288,8 @@ int Main(int argc, char** argv) {
   if (list_cmd->parsed()) return RunList(flags);
   if (health_cmd->parsed()) return RunHealth(flags, service);
   if (bench_cmd->parsed()) return RunBench(flags, bench);
+  if (load_cmd->parsed()) return RunLoadModel(flags, load_model);
+  if (unload_cmd->parsed()) return RunUnloadModel(flags, unload_model);
   return 2;
 }
 

@@ -152,6 +152,14 @@ std::string ModelListText(const v1::ListModelsResponse& list) {
   return Table(rows);
 }
 
+std::string LoadModelText(const v1::LoadModelResponse& response) {
+  return absl::StrCat("loaded model '", response.model(), "'\n");
+}
+
+std::string UnloadModelText(const v1::UnloadModelResponse& response) {
+  return absl::StrCat("unloaded model '", response.model(), "'\n");
+}
+
 nlohmann::json ProtoJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;

@@ -13,6 +13,7 @@
 #include "client/load_generator.h"
 #include "client/rows.h"
 #include "nnserve/v1/inference.pb.h"
+#include "nnserve/v1/model_repository.pb.h"
 
 namespace nnserve::cli {
 
@@ -31,6 +32,10 @@ std::string ModelInfoText(const v1::ModelInfoResponse& info);
 
 // One line per model version: name, version, state, error.
 std::string ModelListText(const v1::ListModelsResponse& list);
+
+// One line: "loaded model 'M'" / "unloaded model 'M'".
+std::string LoadModelText(const v1::LoadModelResponse& response);
+std::string UnloadModelText(const v1::UnloadModelResponse& response);
 
 // The proto3 JSON mapping of `message` (field names as in the .proto, all
 // fields printed; 64-bit integers are strings as that mapping specifies).

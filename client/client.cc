@@ -24,6 +24,7 @@ void ConfigureContext(const CallOptions& options,
 Client::Client(std::shared_ptr<grpc::Channel> channel)
     : channel_(std::move(channel)),
       stub_(v1::Inference::NewStub(channel_)),
+      repository_stub_(v1::ModelRepository::NewStub(channel_)),
       generic_stub_(std::make_unique<grpc::GenericStub>(channel_)) {}
 
 absl::StatusOr<v1::PredictResponse> Client::Predict(
@@ -56,6 +57,32 @@ absl::StatusOr<v1::ListModelsResponse> Client::ListModels(
   v1::ListModelsResponse response;
   const grpc::Status status =
       stub_->ListModels(&context, v1::ListModelsRequest(), &response);
+  if (!status.ok()) return client::FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::LoadModelResponse> Client::LoadModel(
+    std::string_view model, const CallOptions& options) const {
+  grpc::ClientContext context;
+  ConfigureContext(options, &context);
+  v1::LoadModelRequest request;
+  request.set_model(std::string(model));
+  v1::LoadModelResponse response;
+  const grpc::Status status =
+      repository_stub_->LoadModel(&context, request, &response);
+  if (!status.ok()) return client::FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::UnloadModelResponse> Client::UnloadModel(
+    std::string_view model, const CallOptions& options) const {
+  grpc::ClientContext context;
+  ConfigureContext(options, &context);
+  v1::UnloadModelRequest request;
+  request.set_model(std::string(model));
+  v1::UnloadModelResponse response;
+  const grpc::Status status =
+      repository_stub_->UnloadModel(&context, request, &response);
   if (!status.ok()) return client::FromGrpcStatus(status);
   return response;
 }

@@ -1,5 +1,6 @@
 // nnserve::Client: the C++ client of the nnserve.v1.Inference service
-// (Predict, ModelInfo, ListModels) and of grpc.health.v1.Health/Check.
+// (Predict, ModelInfo, ListModels), the nnserve.v1.ModelRepository service
+// (LoadModel, UnloadModel) and grpc.health.v1.Health/Check.
 // The Client shares ownership of the channel it is built from and owns its
 // stubs. Thread-safe: every method is const and may be called concurrently
 // from many threads on one Client (gRPC channels and stubs are thread-safe).
@@ -19,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "client/health_codec.h"
 #include "nnserve/v1/inference.grpc.pb.h"
+#include "nnserve/v1/model_repository.grpc.pb.h"
 
 namespace nnserve {
 
@@ -51,6 +53,20 @@ class Client {
   absl::StatusOr<v1::ListModelsResponse> ListModels(
       const CallOptions& options = {}) const;
 
+  // (Re)loads `model` from the server's repository and returns once its
+  // versions serve. Needs a server in --model-control-mode explicit (else
+  // FAILED_PRECONDITION); NOT_FOUND for a model the repository lacks; a
+  // version that fails validation is INVALID_ARGUMENT or
+  // FAILED_PRECONDITION with the validation message. Loading a large model
+  // can take longer than the default deadline: raise options.timeout.
+  absl::StatusOr<v1::LoadModelResponse> LoadModel(
+      std::string_view model, const CallOptions& options = {}) const;
+
+  // Stops serving every version of `model` (explicit mode only, as
+  // LoadModel); NOT_FOUND if the server neither serves nor has it.
+  absl::StatusOr<v1::UnloadModelResponse> UnloadModel(
+      std::string_view model, const CallOptions& options = {}) const;
+
   // grpc.health.v1.Health/Check for `service` ("" = the whole server,
   // "nnserve.v1.Inference" = the inference service). A service the server
   // does not know is the error NOT_FOUND (as the health service reports it).
@@ -64,6 +80,7 @@ class Client {
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Inference::Stub> stub_;
+  std::unique_ptr<v1::ModelRepository::Stub> repository_stub_;
   std::unique_ptr<grpc::GenericStub> generic_stub_;
 };
 

@@ -272,6 +272,37 @@ TEST_F(BaselineTest, CliInfoAndListJson) {
   EXPECT_THAT(list.out, HasSubstr("digits  1        AVAILABLE"));
 }
 
+// The baseline serves only nnserve.v1.Inference, so the ModelRepository
+// calls reach a server that answers UNIMPLEMENTED: the library reports the
+// code, and the CLI prints it and exits 1.
+TEST_F(BaselineTest, LoadAndUnloadReportTheServerError) {
+  absl::StatusOr<v1::LoadModelResponse> loaded =
+      client_->LoadModel("digits", Ready());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kUnimplemented)
+      << loaded.status();
+  absl::StatusOr<v1::UnloadModelResponse> unloaded =
+      client_->UnloadModel("digits", Ready());
+  EXPECT_EQ(unloaded.status().code(), absl::StatusCode::kUnimplemented)
+      << unloaded.status();
+
+  for (const char* command : {"load", "unload"}) {
+    SCOPED_TRACE(command);
+    client_testing::CommandResult result = Cli({command, "--model", "digits"});
+    EXPECT_EQ(result.exit_code, 1);
+    EXPECT_EQ(result.out, "");
+    EXPECT_THAT(result.err, ::testing::StartsWith("error: UNIMPLEMENTED"));
+  }
+}
+
+TEST_F(BaselineTest, CliLoadAndUnloadRequireAModel) {
+  for (const char* command : {"load", "unload"}) {
+    SCOPED_TRACE(command);
+    client_testing::CommandResult result = Cli({command});
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_THAT(result.err, HasSubstr("--model is required"));
+  }
+}
+
 TEST_F(BaselineTest, CliBenchJsonReportHasNoErrors) {
   client_testing::CommandResult result =
       Cli({"bench", "--model", "digits", "--concurrency", "4", "--duration",

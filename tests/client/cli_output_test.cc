@@ -94,6 +94,17 @@ TEST(CliOutputTest, ModelInfoAndListTables) {
   EXPECT_EQ(json["layers"][0]["activation"], "LEAKY_RELU");
 }
 
+TEST(CliOutputTest, LoadAndUnloadPrintOneLineNamingTheModel) {
+  v1::LoadModelResponse loaded;
+  loaded.set_model("digits");
+  EXPECT_EQ(cli::LoadModelText(loaded), "loaded model 'digits'\n");
+  v1::UnloadModelResponse unloaded;
+  unloaded.set_model("mlp-784");
+  EXPECT_EQ(cli::UnloadModelText(unloaded), "unloaded model 'mlp-784'\n");
+  EXPECT_EQ(cli::ProtoJson(loaded), nlohmann::json({{"model", "digits"}}));
+  EXPECT_EQ(cli::ProtoJson(unloaded), nlohmann::json({{"model", "mlp-784"}}));
+}
+
 TEST(CliOutputTest, LoadReportJsonHasThroughputLatencyAndErrors) {
   LoadReport report;
   report.concurrency = 8;
