@@ -303,10 +303,22 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Create(
     return absl::InternalError(absl::StrCat("oneDNN setup of model '",
                                             spec.name, "' failed: ", e.what()));
   }
-  impl->info.load_seconds =
+  auto model = std::shared_ptr<Model>(new Model(std::move(impl)));
+  // Warm-up: one row of zeros through every layer, so the first request
+  // does not pay for lazily initialised state and a model that cannot run
+  // is never handed out.
+  std::vector<float> input(static_cast<size_t>(model->input_size()), 0.0f);
+  std::vector<float> output(static_cast<size_t>(model->output_size()));
+  if (absl::Status warm = model->Forward(input, 1, output); !warm.ok()) {
+    return absl::Status(
+        warm.code(), absl::StrCat("warm-up forward pass of model '", spec.name,
+                                  "' version ", version,
+                                  " failed: ", warm.message()));
+  }
+  model->impl_->info.load_seconds =
       read_seconds +
       std::chrono::duration<double>(Clock::now() - start).count();
-  return std::shared_ptr<const Model>(new Model(std::move(impl)));
+  return model;
 }
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -6,7 +6,8 @@
 //
 // Everything expensive happens in Create: weights are reordered once into
 // the layout oneDNN prefers, matmul primitives (bias and activation fused as
-// post-ops) and softmax primitives are built for the pre-warmed batch sizes.
+// post-ops) and softmax primitives are built for the pre-warmed batch sizes,
+// and one warm-up forward pass of one row runs.
 // Other batch sizes get their primitives built on first use and cached.
 // Plans exist only for 1..64 rows and multiples of 64 up to 1024; a forward
 // of any other size runs as at most two such chunks per 1024 rows, so the
@@ -71,8 +72,9 @@ struct ModelInfo {
 
 class Model {
  public:
-  // Builds the oneDNN execution plan for `spec`. `read_seconds` is the time
-  // the caller spent reading files, added into info().load_seconds.
+  // Builds the oneDNN execution plan for `spec` and runs a one-row warm-up
+  // forward pass (its failure fails Create). `read_seconds` is the time the
+  // caller spent reading files, added into info().load_seconds.
   // oneDNN errors are converted to absl::Status here; none escape.
   // Subnormal weights and biases are flushed to zero for execution (x86
   // runs them through slow microcode assists); info() describes the values
