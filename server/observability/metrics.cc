@@ -30,10 +30,20 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
   return buckets;
 }
 
+prometheus::Histogram::BucketBoundaries LoadBuckets() {
+  prometheus::Histogram::BucketBoundaries buckets;
+  for (int k = 0; k <= 17; ++k) buckets.push_back(std::ldexp(1e-3, k));
+  return buckets;
+}
+
 prometheus::Histogram::BucketBoundaries BatchRowsBuckets() {
   prometheus::Histogram::BucketBoundaries buckets;
   for (int k = 0; k <= 12; ++k) buckets.push_back(std::ldexp(1.0, k));
   return buckets;
+}
+
+ModelVersionMetrics::~ModelVersionMetrics() {
+  owner_->ReleaseVersionSeries(*this);
 }
 
 void ModelVersionMetrics::RecordInference(
@@ -118,7 +128,18 @@ ServerMetrics::ServerMetrics(std::string_view build_version)
                       .Name("nnserve_queue_size")
                       .Help("Predict calls waiting in the model's dynamic "
                             "batching queue")
-                      .Register(*registry_)) {
+                      .Register(*registry_)),
+      load_duration_(
+          prometheus::BuildHistogram()
+              .Name("nnserve_model_load_duration_seconds")
+              .Help("Wall time of one load of a model version: reading, "
+                    "validation, oneDNN setup and warm-up")
+              .Register(*registry_)),
+      loads_(prometheus::BuildCounter()
+                 .Name("nnserve_model_loads_total")
+                 .Help("Loads of model versions by result (success, "
+                       "failure)")
+                 .Register(*registry_)) {
   build_info_.Add({{"version", std::string(build_version)}}).Set(1);
   unknown_ = ForModel(kUnknownModelLabel);
   all_ = CreateRequestMetrics(kAllModelsLabel, {Method::kListModels});
@@ -130,7 +151,7 @@ RequestMetrics* ServerMetrics::ForModel(std::string_view model) {
 
 RequestMetrics* ServerMetrics::CreateRequestMetrics(
     std::string_view model, std::initializer_list<Method> methods) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   auto it = request_metrics_.find(model);
   if (it != request_metrics_.end()) return it->second.get();
   auto metrics = std::unique_ptr<RequestMetrics>(new RequestMetrics());
@@ -150,33 +171,58 @@ RequestMetrics* ServerMetrics::CreateRequestMetrics(
   return result;
 }
 
-ModelVersionMetrics* ServerMetrics::ForModelVersion(
+template <typename T, typename... Args>
+T* ServerMetrics::AcquireSeries(prometheus::Family<T>& family,
+                                const prometheus::Labels& labels,
+                                Args&&... args) {
+  T* series = &family.Add(labels, std::forward<Args>(args)...);
+  ++series_holders_[series];
+  return series;
+}
+
+template <typename T>
+void ServerMetrics::ReleaseSeries(prometheus::Family<T>& family, T* series) {
+  auto it = series_holders_.find(series);
+  if (it == series_holders_.end() || --it->second > 0) return;
+  series_holders_.erase(it);
+  family.Remove(series);
+}
+
+std::shared_ptr<ModelVersionMetrics> ServerMetrics::ForModelVersion(
     std::string_view model, int64_t version,
     const std::vector<std::string>& layer_names) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto key = std::make_pair(std::string(model), version);
-  auto it = version_metrics_.find(key);
-  if (it != version_metrics_.end()) return it->second.get();
   auto metrics =
-      std::unique_ptr<ModelVersionMetrics>(new ModelVersionMetrics());
+      std::shared_ptr<ModelVersionMetrics>(new ModelVersionMetrics(this));
   const prometheus::Labels labels = {{"model", std::string(model)},
                                      {"version", std::to_string(version)}};
-  metrics->inference_ = &inference_duration_.Add(labels, LatencyBuckets());
-  metrics->rows_ = &inference_rows_.Add(labels);
-  metrics->loaded_ = &model_loaded_.Add(labels);
+  absl::MutexLock lock(&mutex_);
+  metrics->inference_ =
+      AcquireSeries(inference_duration_, labels, LatencyBuckets());
+  metrics->rows_ = AcquireSeries(inference_rows_, labels);
+  metrics->loaded_ = AcquireSeries(model_loaded_, labels);
   for (const std::string& layer : layer_names) {
     prometheus::Labels layer_labels = labels;
     layer_labels["layer"] = layer;
     metrics->layers_.push_back(
-        &layer_duration_.Add(layer_labels, LatencyBuckets()));
+        AcquireSeries(layer_duration_, layer_labels, LatencyBuckets()));
   }
-  ModelVersionMetrics* result = metrics.get();
-  version_metrics_.emplace(std::move(key), std::move(metrics));
-  return result;
+  return metrics;
+}
+
+void ServerMetrics::ReleaseVersionSeries(const ModelVersionMetrics& handle) {
+  absl::MutexLock lock(&mutex_);
+  if (handle.inference_ != nullptr) {
+    ReleaseSeries(inference_duration_, handle.inference_);
+  }
+  if (handle.rows_ != nullptr) ReleaseSeries(inference_rows_, handle.rows_);
+  if (handle.loaded_ != nullptr) ReleaseSeries(model_loaded_, handle.loaded_);
+  for (prometheus::Histogram* layer : handle.layers_) {
+    ReleaseSeries(layer_duration_, layer);
+  }
 }
 
 BatcherMetrics* ServerMetrics::ForBatcher(std::string_view model) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   auto it = batcher_metrics_.find(model);
   if (it != batcher_metrics_.end()) return it->second.get();
   auto metrics = std::unique_ptr<BatcherMetrics>(new BatcherMetrics());
@@ -186,6 +232,20 @@ BatcherMetrics* ServerMetrics::ForBatcher(std::string_view model) {
   metrics->queue_size_ = &queue_size_.Add(labels);
   BatcherMetrics* result = metrics.get();
   batcher_metrics_.emplace(std::string(model), std::move(metrics));
+  return result;
+}
+
+ModelLoadMetrics* ServerMetrics::ForModelLoads(std::string_view model) {
+  absl::MutexLock lock(&mutex_);
+  auto it = load_metrics_.find(model);
+  if (it != load_metrics_.end()) return it->second.get();
+  auto metrics = std::unique_ptr<ModelLoadMetrics>(new ModelLoadMetrics());
+  const std::string name(model);
+  metrics->duration_ = &load_duration_.Add({{"model", name}}, LoadBuckets());
+  metrics->success_ = &loads_.Add({{"model", name}, {"result", "success"}});
+  metrics->failure_ = &loads_.Add({{"model", name}, {"result", "failure"}});
+  ModelLoadMetrics* result = metrics.get();
+  load_metrics_.emplace(name, std::move(metrics));
   return result;
 }
 

@@ -1,7 +1,7 @@
 // Prometheus metrics of the nnserve server, behind a small API so the hot
 // path never does label lookups: handles with pre-resolved series pointers
-// are created when a model (version) is registered at start-up and are used
-// lock-free by request handlers (prometheus-cpp series are themselves
+// are created when a model (version) is loaded and are used lock-free by
+// request handlers and the scheduler (prometheus-cpp series are themselves
 // thread-safe).
 //
 // Series (names and labels are a contract with dashboards and alerts):
@@ -11,6 +11,8 @@
 //   nnserve_requests_total              counter   {model, method, code}
 //   nnserve_inference_rows_total        counter   {model, version}
 //   nnserve_model_loaded                gauge     {model, version}
+//   nnserve_model_load_duration_seconds histogram {model}  (each load)
+//   nnserve_model_loads_total           counter   {model, result}
 //   nnserve_build_info                  gauge     {version}
 //   nnserve_queue_duration_seconds      histogram {model}  (dynamic batcher)
 //   nnserve_batch_rows                  histogram {model}  (rows per forward)
@@ -19,8 +21,14 @@
 // model="_unknown" (bounded cardinality); ListModels, which names no model,
 // under model="_all".
 //
-// Ownership: ServerMetrics owns the registry and every handle; handles stay
-// valid for the lifetime of the ServerMetrics. All methods are thread-safe.
+// Ownership: ServerMetrics owns the registry. Per-version handles
+// (ForModelVersion) are shared: their series (inference, per-layer, rows,
+// model_loaded) are counted per label set and removed from the registry
+// when the last handle using them is destroyed, so series of unloaded
+// versions disappear, and a version reloaded while its old instance still
+// serves keeps one set of series. Every other handle stays valid for the
+// lifetime of the ServerMetrics, which must outlive every handle. All
+// methods are thread-safe.
 #ifndef NNSERVE_SERVER_OBSERVABILITY_METRICS_H_
 #define NNSERVE_SERVER_OBSERVABILITY_METRICS_H_
 
@@ -29,12 +37,13 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/support/status.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -61,9 +70,16 @@ std::string_view MethodName(Method method);
 // Latency buckets: 1 µs × 2^k for k = 0..23 (1 µs … ≈ 8.4 s).
 prometheus::Histogram::BucketBoundaries LatencyBuckets();
 
+class ServerMetrics;
+
 // Per model version: inference latency, per-layer latency, rows, loaded.
+// Destroying the handle releases its series (see the header comment).
 class ModelVersionMetrics {
  public:
+  ModelVersionMetrics(const ModelVersionMetrics&) = delete;
+  ModelVersionMetrics& operator=(const ModelVersionMetrics&) = delete;
+  ~ModelVersionMetrics();
+
   // `layer_seconds` is empty (layer timing off) or has one entry per layer.
   void RecordInference(double seconds, int64_t rows,
                        std::span<const double> layer_seconds);
@@ -71,8 +87,9 @@ class ModelVersionMetrics {
 
  private:
   friend class ServerMetrics;
-  ModelVersionMetrics() = default;
+  explicit ModelVersionMetrics(ServerMetrics* owner) : owner_(owner) {}
 
+  ServerMetrics* const owner_;
   prometheus::Histogram* inference_ = nullptr;
   prometheus::Counter* rows_ = nullptr;
   prometheus::Gauge* loaded_ = nullptr;
@@ -100,6 +117,27 @@ class BatcherMetrics {
   prometheus::Histogram* batch_rows_ = nullptr;
   prometheus::Gauge* queue_size_ = nullptr;
 };
+
+// Per model: how long each load of one of its versions took, and how many
+// loads succeeded and failed.
+class ModelLoadMetrics {
+ public:
+  void RecordLoad(double seconds, bool success) {
+    duration_->Observe(seconds);
+    (success ? success_ : failure_)->Increment();
+  }
+
+ private:
+  friend class ServerMetrics;
+  ModelLoadMetrics() = default;
+
+  prometheus::Histogram* duration_ = nullptr;
+  prometheus::Counter* success_ = nullptr;  // result="success"
+  prometheus::Counter* failure_ = nullptr;  // result="failure"
+};
+
+// Model-load buckets: 1 ms × 2^k for k = 0..17 (1 ms … ≈ 131 s).
+prometheus::Histogram::BucketBoundaries LoadBuckets();
 
 // Rows-per-batch buckets: 1, 2, 4, ... 4096.
 prometheus::Histogram::BucketBoundaries BatchRowsBuckets();
@@ -141,18 +179,35 @@ class ServerMetrics {
   // Handle for ListModels (model="_all").
   RequestMetrics* ForAllModels() { return all_; }
 
-  // Handle for one model version whose layers are `layer_names` (in order);
-  // created on first call. Its model_loaded gauge starts at 0.
-  ModelVersionMetrics* ForModelVersion(
+  // A handle for one model version whose layers are `layer_names` (in
+  // order). Handles for the same (model, version) share series; a new
+  // series' model_loaded gauge starts at 0. The series are removed when
+  // the last handle holding them is destroyed.
+  std::shared_ptr<ModelVersionMetrics> ForModelVersion(
       std::string_view model, int64_t version,
       const std::vector<std::string>& layer_names);
 
-  // Handle for the dynamic batcher(s) of `model`; created on first call.
+  // Handle for the scheduler queues of `model`; created on first call.
   BatcherMetrics* ForBatcher(std::string_view model);
 
+  // Handle for the loads of `model`'s versions; created on first call.
+  ModelLoadMetrics* ForModelLoads(std::string_view model);
+
  private:
+  friend class ModelVersionMetrics;
   RequestMetrics* CreateRequestMetrics(std::string_view model,
                                        std::initializer_list<Method> methods);
+  // The series of `labels` in `family`, one more holder counted.
+  template <typename T, typename... Args>
+  T* AcquireSeries(prometheus::Family<T>& family,
+                   const prometheus::Labels& labels, Args&&... args)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // One holder fewer; the last one removes the series from `family`.
+  template <typename T>
+  void ReleaseSeries(prometheus::Family<T>& family, T* series)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Releases every series of `handle` (its destructor).
+  void ReleaseVersionSeries(const ModelVersionMetrics& handle);
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Histogram>& layer_duration_;
@@ -165,15 +220,19 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>& queue_duration_;
   prometheus::Family<prometheus::Histogram>& batch_rows_;
   prometheus::Family<prometheus::Gauge>& queue_size_;
+  prometheus::Family<prometheus::Histogram>& load_duration_;
+  prometheus::Family<prometheus::Counter>& loads_;
 
-  std::mutex mutex_;  // Guards the two maps below (not the hot path).
+  // Handle creation and release only (never the request path).
+  absl::Mutex mutex_;
   std::map<std::string, std::unique_ptr<RequestMetrics>, std::less<>>
-      request_metrics_;
-  std::map<std::pair<std::string, int64_t>,
-           std::unique_ptr<ModelVersionMetrics>>
-      version_metrics_;
+      request_metrics_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::unique_ptr<BatcherMetrics>, std::less<>>
-      batcher_metrics_;
+      batcher_metrics_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, std::unique_ptr<ModelLoadMetrics>, std::less<>>
+      load_metrics_ ABSL_GUARDED_BY(mutex_);
+  // Holders of each per-version series (keyed by the series' address).
+  std::map<const void*, int> series_holders_ ABSL_GUARDED_BY(mutex_);
   RequestMetrics* unknown_ = nullptr;
   RequestMetrics* all_ = nullptr;
 };

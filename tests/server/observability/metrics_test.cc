@@ -80,7 +80,7 @@ TEST(ServerMetricsTest, BuildInfoCarriesTheVersion) {
 
 TEST(ServerMetricsTest, InferenceRecordsLatencyRowsAndEveryLayer) {
   ServerMetrics metrics("0.1.0");
-  ModelVersionMetrics* m =
+  std::shared_ptr<ModelVersionMetrics> m =
       metrics.ForModelVersion("digits", 3, {"hidden", "output"});
   const std::vector<double> layers = {2e-6, 5e-6};
   m->RecordInference(1e-5, 4, layers);
@@ -127,7 +127,8 @@ TEST(ServerMetricsTest, InferenceRecordsLatencyRowsAndEveryLayer) {
 
 TEST(ServerMetricsTest, LayerTimingOffRecordsNoLayerSamples) {
   ServerMetrics metrics("0.1.0");
-  ModelVersionMetrics* m = metrics.ForModelVersion("m", 1, {"a"});
+  std::shared_ptr<ModelVersionMetrics> m =
+      metrics.ForModelVersion("m", 1, {"a"});
   m->RecordInference(1e-5, 1, {});
   const auto* layer = FindMetric(
       metrics.registry()->Collect(), "nnserve_layer_duration_seconds",
@@ -140,11 +141,125 @@ TEST(ServerMetricsTest, HandlesAreCreatedOncePerKey) {
   ServerMetrics metrics("0.1.0");
   EXPECT_EQ(metrics.ForModel("a"), metrics.ForModel("a"));
   EXPECT_NE(metrics.ForModel("a"), metrics.ForModel("b"));
-  EXPECT_EQ(metrics.ForModelVersion("a", 1, {"x"}),
-            metrics.ForModelVersion("a", 1, {"x"}));
-  EXPECT_NE(metrics.ForModelVersion("a", 1, {"x"}),
-            metrics.ForModelVersion("a", 2, {"x"}));
   EXPECT_NE(metrics.ForUnknownModel(), metrics.ForModel("a"));
+  EXPECT_EQ(metrics.ForBatcher("a"), metrics.ForBatcher("a"));
+  EXPECT_EQ(metrics.ForModelLoads("a"), metrics.ForModelLoads("a"));
+  EXPECT_NE(metrics.ForModelLoads("a"), metrics.ForModelLoads("b"));
+}
+
+// The number of series of `name` whose labels include `labels`.
+int CountSeries(const std::vector<prometheus::MetricFamily>& families,
+                const std::string& name,
+                const std::map<std::string, std::string>& labels) {
+  const prometheus::MetricFamily* family = FindFamily(families, name);
+  if (family == nullptr) return 0;
+  int count = 0;
+  for (const auto& metric : family->metric) {
+    int matched = 0;
+    for (const auto& label : metric.label) {
+      auto it = labels.find(label.name);
+      if (it != labels.end() && it->second == label.value) ++matched;
+    }
+    count += matched == static_cast<int>(labels.size());
+  }
+  return count;
+}
+
+TEST(ServerMetricsTest, VersionSeriesDisappearWithTheirLastHandle) {
+  ServerMetrics metrics("0.1.0");
+  const std::map<std::string, std::string> v1 = {{"model", "m"},
+                                                 {"version", "1"}};
+  auto handle = metrics.ForModelVersion("m", 1, {"a", "b"});
+  auto other = metrics.ForModelVersion("m", 2, {"a"});
+  handle->SetLoaded(true);
+  handle->RecordInference(1e-5, 3, std::vector<double>{1e-6, 1e-6});
+  auto families = metrics.registry()->Collect();
+  EXPECT_EQ(CountSeries(families, "nnserve_inference_duration_seconds", v1), 1);
+  EXPECT_EQ(CountSeries(families, "nnserve_layer_duration_seconds", v1), 2);
+  EXPECT_EQ(CountSeries(families, "nnserve_inference_rows_total", v1), 1);
+  EXPECT_EQ(CountSeries(families, "nnserve_model_loaded", v1), 1);
+
+  handle.reset();
+  families = metrics.registry()->Collect();
+  for (const std::string name :
+       {"nnserve_inference_duration_seconds", "nnserve_layer_duration_seconds",
+        "nnserve_inference_rows_total", "nnserve_model_loaded"}) {
+    EXPECT_EQ(CountSeries(families, name, v1), 0) << name;
+  }
+  // Other versions keep theirs.
+  EXPECT_EQ(CountSeries(families, "nnserve_model_loaded",
+                        {{"model", "m"}, {"version", "2"}}),
+            1);
+  EXPECT_EQ(CountSeries(families, "nnserve_layer_duration_seconds",
+                        {{"model", "m"}, {"version", "2"}}),
+            1);
+}
+
+// A version reloaded while its old instance still serves: both handles
+// share the series, and releasing the old one leaves the new one's intact
+// (values included); a series only the old one had (a layer the new
+// version no longer has) goes with it.
+TEST(ServerMetricsTest, ReloadedVersionKeepsItsSeriesWhenTheOldOneGoes) {
+  ServerMetrics metrics("0.1.0");
+  const std::map<std::string, std::string> labels = {{"model", "m"},
+                                                     {"version", "3"}};
+  auto old_handle = metrics.ForModelVersion("m", 3, {"a", "gone"});
+  old_handle->SetLoaded(true);
+  old_handle->RecordInference(1e-5, 2, {});
+  auto new_handle = metrics.ForModelVersion("m", 3, {"a"});
+  new_handle->SetLoaded(true);
+  new_handle->RecordInference(1e-5, 5, {});
+  old_handle.reset();
+
+  const auto families = metrics.registry()->Collect();
+  const auto* rows =
+      FindMetric(families, "nnserve_inference_rows_total", labels);
+  ASSERT_NE(rows, nullptr);
+  EXPECT_EQ(rows->counter.value, 7);
+  const auto* loaded = FindMetric(families, "nnserve_model_loaded", labels);
+  ASSERT_NE(loaded, nullptr);
+  EXPECT_EQ(loaded->gauge.value, 1);
+  EXPECT_EQ(CountSeries(families, "nnserve_layer_duration_seconds",
+                        {{"model", "m"}, {"version", "3"}, {"layer", "a"}}),
+            1);
+  EXPECT_EQ(CountSeries(families, "nnserve_layer_duration_seconds",
+                        {{"model", "m"}, {"version", "3"}, {"layer", "gone"}}),
+            0);
+
+  // Series come back, starting from zero, for a later handle.
+  new_handle.reset();
+  EXPECT_EQ(CountSeries(metrics.registry()->Collect(), "nnserve_model_loaded",
+                        labels),
+            0);
+  auto again = metrics.ForModelVersion("m", 3, {});
+  const auto* fresh = FindMetric(metrics.registry()->Collect(),
+                                 "nnserve_inference_rows_total", labels);
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_EQ(fresh->counter.value, 0);
+}
+
+TEST(ServerMetricsTest, LoadsAreTimedAndCountedByResult) {
+  ServerMetrics metrics("0.1.0");
+  ModelLoadMetrics* loads = metrics.ForModelLoads("digits");
+  loads->RecordLoad(0.25, true);
+  loads->RecordLoad(0.5, true);
+  loads->RecordLoad(0.01, false);
+  const auto families = metrics.registry()->Collect();
+  const auto* duration = FindMetric(
+      families, "nnserve_model_load_duration_seconds", {{"model", "digits"}});
+  ASSERT_NE(duration, nullptr);
+  EXPECT_EQ(duration->histogram.sample_count, 3u);
+  EXPECT_NEAR(duration->histogram.sample_sum, 0.76, 1e-9);
+  const auto* success =
+      FindMetric(families, "nnserve_model_loads_total",
+                 {{"model", "digits"}, {"result", "success"}});
+  const auto* failure =
+      FindMetric(families, "nnserve_model_loads_total",
+                 {{"model", "digits"}, {"result", "failure"}});
+  ASSERT_NE(success, nullptr);
+  ASSERT_NE(failure, nullptr);
+  EXPECT_EQ(success->counter.value, 2);
+  EXPECT_EQ(failure->counter.value, 1);
 }
 
 TEST(ServerMetricsTest, RequestsAreCountedByModelMethodAndCode) {
@@ -194,8 +309,9 @@ TEST(ServerMetricsTest, RequestsAreCountedByModelMethodAndCode) {
 
 TEST(ServerMetricsTest, TextExpositionHasEveryContractSeries) {
   ServerMetrics metrics("0.1.0");
-  metrics.ForModelVersion("digits", 1, {"hidden"})
-      ->RecordInference(1e-5, 1, std::vector<double>{1e-6});
+  auto version = metrics.ForModelVersion("digits", 1, {"hidden"});
+  version->RecordInference(1e-5, 1, std::vector<double>{1e-6});
+  metrics.ForModelLoads("digits")->RecordLoad(0.1, true);
   metrics.ForModel("digits")->Record(Method::kPredict, grpc::StatusCode::OK,
                                      1e-4);
   const std::string text = Serialize(metrics.registry()->Collect());
@@ -206,6 +322,9 @@ TEST(ServerMetricsTest, TextExpositionHasEveryContractSeries) {
         "# TYPE nnserve_requests_total counter",
         "# TYPE nnserve_inference_rows_total counter",
         "# TYPE nnserve_model_loaded gauge", "# TYPE nnserve_build_info gauge",
+        "# TYPE nnserve_model_load_duration_seconds histogram",
+        "# TYPE nnserve_model_loads_total counter",
+        "nnserve_model_loads_total{model=\"digits\",result=\"success\"} 1",
         "nnserve_requests_total{code=\"OK\",method=\"Predict\",model="
         "\"digits\"} 1",
         "nnserve_layer_duration_seconds_bucket{layer=\"hidden\",model="
@@ -248,8 +367,9 @@ TEST(ExpositionTest, PromtoolAcceptsTheScrape) {
     GTEST_SKIP() << "promtool not installed";
   }
   ServerMetrics metrics("0.1.0");
-  metrics.ForModelVersion("digits", 1, {"hidden", "output"})
-      ->RecordInference(1e-5, 2, std::vector<double>{1e-6, 2e-6});
+  auto version = metrics.ForModelVersion("digits", 1, {"hidden", "output"});
+  version->RecordInference(1e-5, 2, std::vector<double>{1e-6, 2e-6});
+  metrics.ForModelLoads("digits")->RecordLoad(0.1, false);
   metrics.ForModel("digits")->Record(Method::kPredict,
                                      grpc::StatusCode::INVALID_ARGUMENT, 1e-4);
   auto families = metrics.registry()->Collect();
