@@ -1,0 +1,21 @@
+// Memory of a running process as Linux reports it in /proc/<pid>/status,
+// for tests that check a server does not grow (e.g. across model reloads).
+// Stateless functions; thread-safe.
+#ifndef NNSERVE_TESTS_UTIL_PROCESS_MEMORY_H_
+#define NNSERVE_TESTS_UTIL_PROCESS_MEMORY_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+
+namespace nnserve::testing {
+
+// The resident set size (VmRSS) of process `pid` in bytes. NotFound if the
+// process does not exist; Internal if the file has no parsable VmRSS line.
+absl::StatusOr<int64_t> ResidentBytes(pid_t pid);
+
+}  // namespace nnserve::testing
+
+#endif  // NNSERVE_TESTS_UTIL_PROCESS_MEMORY_H_
