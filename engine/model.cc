@@ -1,12 +1,9 @@
 // Model: oneDNN execution of a ModelSpec (see model.h).
 //
-// Hot path of Forward (steady state, no heap allocation in this file; oneDNN
-// 2.6's dnnl_primitive_execute still builds its own argument map inside, ~7
-// small allocations per primitive run): per chunk (see NextChunkRows), one
-// atomic load to find the BatchPlan for the chunk's row count, a mutex-guarded
-// pop of a MemorySet, then per layer set_data_handle + dnnl_primitive_execute
-// (C API, stack-allocated argument array) on a thread_local stream, with
-// activations in two thread_local buffers that grow on demand.
+// Forward splits the rows into chunks of planned sizes (NextChunkRows) and
+// runs each through its BatchPlan (batch_plan.h; the per-layer hot path is
+// in batch_plan_run.cc): per chunk one atomic load finds the plan, then the
+// plan runs on the thread's Workspace.
 #include "engine/model.h"
 
 #include <omp.h>
@@ -15,16 +12,19 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
-#include <mutex>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "engine/batch_plan.h"
 #include "engine/model_stats.h"
+#include "engine/probe.h"
+#include "engine/quantize.h"
 #include "engine/str_util.h"
+#include "engine/workspace.h"
 #include "oneapi/dnnl/dnnl.hpp"
-#include "oneapi/dnnl/dnnl_debug.h"
 
 namespace nnserve::engine {
 namespace {
@@ -45,59 +45,6 @@ int64_t NextChunkRows(int64_t remaining) {
 }
 
 using Clock = std::chrono::steady_clock;
-
-// One CPU engine for every model; deliberately never destroyed so that
-// thread_local streams and late model destructions never outlive it.
-const dnnl::engine& CpuEngine() {
-  static const dnnl::engine* engine =
-      new dnnl::engine(dnnl::engine::kind::cpu, 0);
-  return *engine;
-}
-
-// A 64-byte aligned float buffer that only grows.
-class AlignedBuffer {
- public:
-  AlignedBuffer() = default;
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  ~AlignedBuffer() { std::free(data_); }
-
-  // Ensures room for `bytes` bytes; contents are not preserved.
-  void* Reserve(size_t bytes) {
-    if (bytes > capacity_) {
-      std::free(data_);
-      const size_t rounded = (bytes + 63) / 64 * 64;
-      data_ = std::aligned_alloc(64, rounded);
-      if (data_ == nullptr) throw std::bad_alloc();
-      capacity_ = rounded;
-    }
-    return data_;
-  }
-
- private:
-  void* data_ = nullptr;
-  size_t capacity_ = 0;
-};
-
-// Per-thread scratch shared by every model this thread runs.
-struct Workspace {
-  AlignedBuffer activations[2];
-  AlignedBuffer scratch;
-  dnnl::stream stream;
-};
-
-Workspace& ThreadWorkspace() {
-  thread_local Workspace workspace;
-  if (!workspace.stream) workspace.stream = dnnl::stream(CpuEngine());
-  return workspace;
-}
-
-absl::Status ExecuteError(dnnl_status_t status, std::string_view what,
-                          std::string_view layer) {
-  return absl::InternalError(
-      absl::StrCat("oneDNN ", Sv(what), " of layer '", Sv(layer),
-                   "' failed: ", dnnl_status2str(status)));
-}
 
 // Replaces subnormal values (|x| < 2^-126) by zero of the same sign. x86
 // handles subnormal operands through microcode assists: with the 27
@@ -124,109 +71,195 @@ class ScopedOmpThreads {
   int previous_;
 };
 
+// The layers of `spec` as plan inputs in `precision`: subnormals flushed,
+// INT8 weights quantized per channel.
+std::vector<LayerWeights> MakeLayerWeights(std::vector<LayerSpec>& specs,
+                                           Precision precision) {
+  std::vector<LayerWeights> layers;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    LayerSpec& ls = specs[i];
+    LayerWeights lw;
+    lw.input_size = ls.input_size;
+    lw.units = ls.units;
+    lw.activation = ls.activation;
+    lw.alpha = ls.alpha;
+    lw.plain = std::move(ls.weight);
+    lw.bias_values = std::move(ls.bias);
+    FlushSubnormals(lw.plain);
+    FlushSubnormals(lw.bias_values);
+    if (precision == Precision::kInt8) {
+      lw.quantized = QuantizePerChannel(lw.plain, lw.units, lw.input_size);
+      lw.plain = {};
+      const Activation previous =
+          i > 0 ? specs[i - 1].activation : Activation::kIdentity;
+      lw.input_non_negative = previous == Activation::kRelu ||
+                              previous == Activation::kSigmoid ||
+                              previous == Activation::kSoftmax;
+    }
+    layers.push_back(std::move(lw));
+  }
+  return layers;
+}
+
+// What `options` lets this CPU run natively.
+PrecisionSupport EffectiveSupport(const EngineOptions& options) {
+  PrecisionSupport support = DetectedPrecisionSupport();
+  if (options.cpu_support.has_value()) {
+    support.bf16 = support.bf16 && options.cpu_support->bf16;
+    support.int8 = support.int8 && options.cpu_support->int8;
+    if (!options.cpu_support->isa.empty()) {
+      support.isa = options.cpu_support->isa;
+    }
+  }
+  return support;
+}
+
 }  // namespace
 
 class Model::Impl {
  public:
   ModelInfo info;
   int threads = 1;
-  int64_t max_hidden = 0;  // Widest non-final layer (activation buffers).
+  Precision precision = Precision::kFp32;  // Effective.
   std::vector<std::string> layer_names;
 
   // Plans by row count; entries are written once under build_mu and never
   // removed while the model lives.
   std::array<std::atomic<const BatchPlan*>, kMaxChunkRows + 1> plans{};
 
-  std::mutex build_mu;
-  std::vector<LayerWeights> layers;               // Guarded by build_mu.
-  std::vector<std::unique_ptr<BatchPlan>> owned;  // Guarded by build_mu.
+  absl::Mutex build_mu;
+  std::vector<LayerWeights> layers ABSL_GUARDED_BY(build_mu);
+  std::vector<std::unique_ptr<BatchPlan>> owned ABSL_GUARDED_BY(build_mu);
+
+  // The layers of `specs` (moved from) in `precision`, with the plans of
+  // the chunk sizes in `prewarm` built (at least one: the first plan fixes
+  // the stored weight layout). Uses the calling thread's OpenMP setting.
+  // Throws dnnl::error.
+  static std::unique_ptr<Impl> Build(std::vector<LayerSpec>& specs,
+                                     Precision precision, int threads,
+                                     const std::vector<int64_t>& prewarm) {
+    auto impl = std::make_unique<Impl>();
+    impl->threads = threads;
+    impl->precision = precision;
+    for (const LayerSpec& ls : specs) impl->layer_names.push_back(ls.name);
+    {
+      absl::MutexLock lock(&impl->build_mu);
+      impl->layers = MakeLayerWeights(specs, precision);
+      for (LayerWeights& lw : impl->layers) {
+        if (!lw.bias_values.empty()) {
+          lw.bias = dnnl::memory({{1, lw.units},
+                                  dnnl::memory::data_type::f32,
+                                  dnnl::memory::format_tag::ab},
+                                 CpuEngine(), lw.bias_values.data());
+        }
+      }
+    }
+    for (int64_t rows : prewarm) {
+      impl->GetPlan(rows);
+      // FP32/BF16 weights now live in their reordered copies.
+      absl::MutexLock lock(&impl->build_mu);
+      for (LayerWeights& lw : impl->layers) lw.plain = {};
+    }
+    return impl;
+  }
 
   // Returns the cached plan for `rows` (a count NextChunkRows produces),
   // building it on first use.
   const BatchPlan* GetPlan(int64_t rows) {
     const BatchPlan* plan = plans[rows].load(std::memory_order_acquire);
     if (plan != nullptr) return plan;
-    std::lock_guard<std::mutex> lock(build_mu);
+    absl::MutexLock lock(&build_mu);
     plan = plans[rows].load(std::memory_order_acquire);
     if (plan != nullptr) return plan;
     std::unique_ptr<BatchPlan> built =
-        BatchPlan::Build(rows, layers, CpuEngine());
+        BatchPlan::Build(rows, precision, layers, CpuEngine());
     plan = built.get();
     owned.push_back(std::move(built));
     plans[rows].store(plan, std::memory_order_release);
     return plan;
   }
 
-  absl::Status RunChunk(Workspace& ws, const float* input, int64_t rows,
-                        float* output, std::span<double> layer_seconds);
+  // The matmul implementation of each layer in the first plan built.
+  std::vector<std::string> Kernels() {
+    absl::MutexLock lock(&build_mu);
+    std::vector<std::string> kernels;
+    for (const LayerStep& step : owned.front()->steps()) {
+      kernels.push_back(step.kernel);
+    }
+    return kernels;
+  }
+
+  // Runs `rows` rows (sizes checked by the caller) as planned chunks.
+  // Throws dnnl::error and std::bad_alloc.
+  absl::Status Run(const float* input, int64_t rows, float* output,
+                   std::span<double> layer_seconds, LayerCapture* capture) {
+    // The OpenMP thread count is a per-thread setting; primitives were
+    // built for this count.
+    if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    Workspace& ws = ThreadWorkspace();
+    const int64_t in = info.input_size;
+    const int64_t out = info.output_size;
+    for (int64_t first = 0, chunk; first < rows; first += chunk) {
+      chunk = NextChunkRows(rows - first);
+      if (capture != nullptr) capture->first_row = first;
+      absl::Status status =
+          GetPlan(chunk)->Run(ws, input + first * in, output + first * out,
+                              layer_seconds, layer_names, capture);
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+  // Every layer's output for `probe` (f32), the model's output included.
+  absl::StatusOr<LayerCapture> Capture(const ProbeBatch& probe,
+                                       const std::vector<LayerSpec>& specs) {
+    LayerCapture capture;
+    for (const LayerSpec& ls : specs) {
+      capture.outputs.emplace_back(static_cast<size_t>(probe.rows * ls.units));
+    }
+    absl::Status status = Run(probe.values.data(), probe.rows,
+                              capture.outputs.back().data(), {}, &capture);
+    if (!status.ok()) return status;
+    return capture;
+  }
+
+  // Runs spec.probe through an FP32 plan of the same weights (`fp32_specs`,
+  // a copy of spec.layers, consumed) and through this model, fills
+  // info.precision's deviations and probe fields, then applies
+  // spec.max_precision_deviation. Throws dnnl::error.
+  absl::Status Probe(const ModelSpec& spec, int64_t version,
+                     std::vector<LayerSpec> fp32_specs);
 };
 
-absl::Status Model::Impl::RunChunk(Workspace& ws, const float* input,
-                                   int64_t rows, float* output,
-                                   std::span<double> layer_seconds) {
-  const BatchPlan* plan = GetPlan(rows);
-  const size_t act_bytes = static_cast<size_t>(rows * max_hidden) * 4;
-  float* buffers[2] = {
-      static_cast<float*>(ws.activations[0].Reserve(act_bytes)),
-      static_cast<float*>(ws.activations[1].Reserve(act_bytes))};
-  void* scratch = ws.scratch.Reserve(plan->scratch_bytes());
-
-  MemorySet* set = plan->Acquire();
-  struct Releaser {
-    const BatchPlan* plan;
-    MemorySet* set;
-    ~Releaser() { plan->Release(set); }
-  } releaser{plan, set};
-
-  const bool timed = !layer_seconds.empty();
-  const std::vector<LayerStep>& steps = plan->steps();
-  const float* src = input;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const LayerStep& step = steps[i];
-    const Clock::time_point start = timed ? Clock::now() : Clock::time_point();
-    float* dst = i + 1 == steps.size() ? output : buffers[i % 2];
-    set->src[i].set_data_handle(const_cast<float*>(src));
-    set->dst[i].set_data_handle(dst);
-
-    std::array<dnnl_exec_arg_t, 5> args;
-    int n = 0;
-    args[n++] = {DNNL_ARG_SRC, set->src[i].get()};
-    args[n++] = {DNNL_ARG_WEIGHTS, step.weights.get()};
-    if (step.bias) args[n++] = {DNNL_ARG_BIAS, step.bias.get()};
-    args[n++] = {DNNL_ARG_DST, set->dst[i].get()};
-    if (set->scratch[i]) {
-      set->scratch[i].set_data_handle(scratch);
-      args[n++] = {DNNL_ARG_SCRATCHPAD, set->scratch[i].get()};
+absl::Status Model::Impl::Probe(const ModelSpec& spec, int64_t version,
+                                std::vector<LayerSpec> fp32_specs) {
+  const ProbeBatch& probe = spec.probe;
+  PrecisionReport& report = info.precision;
+  std::unique_ptr<Impl> fp32 =
+      Build(fp32_specs, Precision::kFp32, threads, {NextChunkRows(probe.rows)});
+  fp32->info.input_size = info.input_size;
+  fp32->info.output_size = info.output_size;
+  absl::StatusOr<LayerCapture> expected = fp32->Capture(probe, spec.layers);
+  if (!expected.ok()) return expected.status();
+  fp32.reset();
+  absl::StatusOr<LayerCapture> actual = Capture(probe, spec.layers);
+  if (!actual.ok()) return actual.status();
+  report.probe_source = probe.source;
+  report.probe_rows = probe.rows;
+  for (size_t i = 0; i < report.layers.size(); ++i) {
+    LayerPrecision& layer = report.layers[i];
+    MeasureDeviation(actual->outputs[i], expected->outputs[i], layer);
+    const float limit = spec.max_precision_deviation;
+    if (limit > 0 && !(layer.relative_l2_deviation <= limit)) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "model '%s' version %d in %s: layer '%s' (%d of %d) deviates from "
+          "FP32 by relative L2 %.4g (max abs %.4g) on the probe batch (%s, "
+          "%d rows), above max_precision_deviation %g; expected at most that "
+          "(raise the limit or choose a higher precision)",
+          spec.name, version, PrecisionName(report.effective), layer.name,
+          i + 1, report.layers.size(), layer.relative_l2_deviation,
+          layer.max_abs_deviation, probe.source, probe.rows, limit));
     }
-    dnnl_status_t status = dnnl_primitive_execute(
-        step.matmul.get(), ws.stream.get(), n, args.data());
-    if (status != dnnl_success) {
-      return ExecuteError(status, "matmul", layer_names[i]);
-    }
-    if (step.softmax) {
-      n = 0;
-      args[n++] = {DNNL_ARG_SRC, set->dst[i].get()};
-      args[n++] = {DNNL_ARG_DST, set->dst[i].get()};
-      if (set->softmax_scratch[i]) {
-        set->softmax_scratch[i].set_data_handle(scratch);
-        args[n++] = {DNNL_ARG_SCRATCHPAD, set->softmax_scratch[i].get()};
-      }
-      status = dnnl_primitive_execute(step.softmax.get(), ws.stream.get(), n,
-                                      args.data());
-      if (status != dnnl_success) {
-        return ExecuteError(status, "softmax", layer_names[i]);
-      }
-    }
-    if (timed) {
-      dnnl_stream_wait(ws.stream.get());
-      layer_seconds[i] +=
-          std::chrono::duration<double>(Clock::now() - start).count();
-    }
-    src = dst;
-  }
-  const dnnl_status_t status = dnnl_stream_wait(ws.stream.get());
-  if (status != dnnl_success) {
-    return ExecuteError(status, "stream wait", layer_names.back());
   }
   return absl::OkStatus();
 }
@@ -259,45 +292,45 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Create(
   // batch size was asked for.
   if (prewarm.empty()) prewarm.push_back(1);
 
-  auto impl = std::make_unique<Impl>();
-  impl->threads = options.intra_op_threads;
-  impl->info = DescribeModel(spec, version);
-  for (size_t i = 0; i < spec.layers.size(); ++i) {
-    LayerSpec& ls = spec.layers[i];
-    impl->layer_names.push_back(ls.name);
-    if (i + 1 < spec.layers.size()) {
-      impl->max_hidden = std::max(impl->max_hidden, ls.units);
-    }
-    LayerWeights lw;
-    lw.input_size = ls.input_size;
-    lw.units = ls.units;
-    lw.activation = ls.activation;
-    lw.alpha = ls.alpha;
-    lw.plain = std::move(ls.weight);
-    lw.bias_values = std::move(ls.bias);
-    FlushSubnormals(lw.plain);
-    FlushSubnormals(lw.bias_values);
-    impl->layers.push_back(std::move(lw));
+  ModelInfo info = DescribeModel(spec, version);
+  PrecisionReport& report = info.precision;
+  const PrecisionSupport support = EffectiveSupport(options);
+  report.requested = options.precision_override.value_or(spec.precision);
+  report.effective =
+      support.Supports(report.requested) ? report.requested : Precision::kFp32;
+  report.isa = support.isa;
+  report.max_precision_deviation = spec.max_precision_deviation;
+  if (report.effective != report.requested) {
+    const absl::string_view name = Sv(PrecisionName(report.requested));
+    report.fallback_reason = absl::StrCat(
+        name, " requested, but oneDNN has no native ", name,
+        " matmul on this CPU (effective ISA ", report.isa, "); running FP32");
   }
+  for (const LayerSpec& ls : spec.layers) {
+    LayerPrecision layer;
+    layer.name = ls.name;
+    report.layers.push_back(std::move(layer));
+  }
+  const bool probe = report.effective != Precision::kFp32;
+  if (probe && spec.probe.empty()) spec.probe = GenerateProbeBatch(spec);
 
+  std::unique_ptr<Impl> impl;
   try {
-    const dnnl::engine& engine = CpuEngine();
-    for (LayerWeights& lw : impl->layers) {
-      if (!lw.bias_values.empty()) {
-        lw.bias = dnnl::memory({{1, lw.units},
-                                dnnl::memory::data_type::f32,
-                                dnnl::memory::format_tag::ab},
-                               engine, lw.bias_values.data());
-      }
+    ScopedOmpThreads omp_threads(options.intra_op_threads);
+    // The FP32 probe plan needs its own copy of the weights; Build moves
+    // them out of spec.layers (names and sizes stay).
+    std::vector<LayerSpec> fp32_specs;
+    if (probe) fp32_specs = spec.layers;
+    impl = Impl::Build(spec.layers, report.effective, options.intra_op_threads,
+                       prewarm);
+    impl->info = std::move(info);
+    const std::vector<std::string> kernels = impl->Kernels();
+    for (size_t i = 0; i < kernels.size(); ++i) {
+      impl->info.precision.layers[i].kernel = kernels[i];
     }
-    ScopedOmpThreads omp_threads(impl->threads);
-    for (int64_t rows : prewarm) {
-      impl->GetPlan(rows);
-      // Weights now live in their reordered copies.
-      for (LayerWeights& lw : impl->layers) {
-        lw.plain.clear();
-        lw.plain.shrink_to_fit();
-      }
+    if (probe) {
+      absl::Status status = impl->Probe(spec, version, std::move(fp32_specs));
+      if (!status.ok()) return status;
     }
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat("oneDNN setup of model '",
@@ -311,9 +344,9 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Create(
   std::vector<float> output(static_cast<size_t>(model->output_size()));
   if (absl::Status warm = model->Forward(input, 1, output); !warm.ok()) {
     return absl::Status(
-        warm.code(), absl::StrCat("warm-up forward pass of model '", spec.name,
-                                  "' version ", version,
-                                  " failed: ", warm.message()));
+        warm.code(),
+        absl::StrCat("warm-up forward pass of model '", spec.name, "' version ",
+                     version, " failed: ", warm.message()));
   }
   model->impl_->info.load_seconds =
       read_seconds +
@@ -352,20 +385,9 @@ absl::Status Model::Forward(std::span<const float> input, int64_t rows,
                      " entries, expected 0 or ", num_layers()));
   }
   for (double& s : layer_seconds) s = 0;
-  // The OpenMP thread count is a per-thread setting; primitives were built
-  // for this count.
-  if (omp_get_max_threads() != impl_->threads) {
-    omp_set_num_threads(impl_->threads);
-  }
   try {
-    Workspace& ws = ThreadWorkspace();
-    for (int64_t first = 0, chunk; first < rows; first += chunk) {
-      chunk = NextChunkRows(rows - first);
-      absl::Status status =
-          impl_->RunChunk(ws, input.data() + first * in, chunk,
-                          output.data() + first * out, layer_seconds);
-      if (!status.ok()) return status;
-    }
+    return impl_->Run(input.data(), rows, output.data(), layer_seconds,
+                      nullptr);
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat(
         "oneDNN forward of model '", impl_->info.name, "' failed: ", e.what()));
@@ -374,7 +396,6 @@ absl::Status Model::Forward(std::span<const float> input, int64_t rows,
         absl::StrCat("out of memory running model '", impl_->info.name,
                      "' with ", rows, " rows"));
   }
-  return absl::OkStatus();
 }
 
 }  // namespace nnserve::engine

@@ -4,10 +4,13 @@
 // requests. Forward() is thread-safe and may be called from many threads at
 // once; each call runs on the calling thread.
 //
-// Everything expensive happens in Create: weights are reordered once into
-// the layout oneDNN prefers, matmul primitives (bias and activation fused as
-// post-ops) and softmax primitives are built for the pre-warmed batch sizes,
-// and one warm-up forward pass of one row runs.
+// Everything expensive happens in Create: weights are converted to the
+// model's precision (FP32, BF16 or INT8, see precision.h and batch_plan.h)
+// and reordered once into the layout oneDNN prefers, matmul primitives (bias
+// and activation fused as post-ops) and softmax primitives are built for the
+// pre-warmed batch sizes, a BF16/INT8 model's accuracy is probed against an
+// FP32 plan of the same weights, and one warm-up forward pass of one row
+// runs.
 // Other batch sizes get their primitives built on first use and cached.
 // Plans exist only for 1..64 rows and multiples of 64 up to 1024; a forward
 // of any other size runs as at most two such chunks per 1024 rows, so the
@@ -17,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/model_spec.h"
+#include "engine/precision.h"
 
 namespace nnserve::engine {
 
@@ -36,6 +41,17 @@ struct EngineOptions {
   // Batch sizes whose primitives are built at load time (each also builds
   // the plans its chunks use; {1, ..., N} prepares every size up to N).
   std::vector<int64_t> prewarm_batch_sizes = {1};
+  // Overrides the precision every model's config asks for (`nnserve run
+  // --precision`); nullopt = as configured.
+  std::optional<Precision> precision_override = std::nullopt;
+  // The reduced-precision support to assume, intersected with what the CPU
+  // has (DetectedPrecisionSupport()); `isa` replaces the reported ISA when
+  // non-empty. Clearing a flag makes models that request that precision
+  // load in FP32 with a fallback reason, exactly as on a CPU without it (to
+  // switch a precision off, or to see how a model loads on such a CPU).
+  // Setting a flag the CPU lacks changes nothing: precisions are never
+  // emulated. nullopt = the CPU's own support.
+  std::optional<PrecisionSupport> cpu_support = std::nullopt;
 };
 
 struct TensorStats {
@@ -68,6 +84,9 @@ struct ModelInfo {
   int64_t total_parameters = 0;
   int64_t weight_bytes = 0;  // f32 bytes of all weights and biases.
   double load_seconds = 0;   // File reading + validation + oneDNN setup.
+  // Requested and effective precision, kernels and, for BF16/INT8, the
+  // per-layer deviation from FP32 measured at load.
+  PrecisionReport precision;
 };
 
 class Model {
@@ -75,6 +94,12 @@ class Model {
   // Builds the oneDNN execution plan for `spec` and runs a one-row warm-up
   // forward pass (its failure fails Create). `read_seconds` is the time the
   // caller spent reading files, added into info().load_seconds.
+  // Precision: spec.precision unless options.precision_override; FP32 (with
+  // info().precision.fallback_reason set) when the CPU lacks native support.
+  // A BF16/INT8 model runs spec.probe (or a generated batch) through an FP32
+  // plan and its own and records each layer's deviation; if one exceeds
+  // spec.max_precision_deviation (relative L2, 0 = no limit), Create fails
+  // with FailedPrecondition naming the layer.
   // oneDNN errors are converted to absl::Status here; none escape.
   // Subnormal weights and biases are flushed to zero for execution (x86
   // runs them through slow microcode assists); info() describes the values

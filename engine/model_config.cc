@@ -41,6 +41,8 @@ class CollectingErrorCollector : public google::protobuf::io::ErrorCollector {
       enum_type = v1::Activation_descriptor();
     } else if (message.find("\"weight_layout\"") != std::string::npos) {
       enum_type = v1::WeightLayout_descriptor();
+    } else if (message.find("\"precision\"") != std::string::npos) {
+      enum_type = v1::Precision_descriptor();
     }
     if (enum_type == nullptr) return "";
     std::vector<std::string> names;

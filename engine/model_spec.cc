@@ -280,6 +280,18 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config,
                                     " (units of the last layer '",
                                     config.layers().rbegin()->name(), "')"));
   }
+  if (!FromConfigPrecision(config.precision()).has_value()) {
+    return ConfigError(
+        source, absl::StrCat("precision is unknown value ", config.precision(),
+                             ", expected FP32, BF16 or INT8"));
+  }
+  if (!std::isfinite(config.max_precision_deviation()) ||
+      config.max_precision_deviation() < 0) {
+    return ConfigError(
+        source, absl::StrCat("max_precision_deviation is ",
+                             config.max_precision_deviation(),
+                             ", expected a finite value >= 0 (0 = no limit)"));
+  }
   const v1::DynamicBatching& batching = config.dynamic_batching();
   if (batching.max_batch_rows() < 0 || batching.max_queue_delay_us() < 0 ||
       batching.max_queue_size() < 0) {
@@ -305,6 +317,8 @@ absl::StatusOr<ModelSpec> BuildModelSpec(const v1::ModelConfig& config,
   spec.weight_layout = config.weight_layout() == v1::IN_OUT
                            ? WeightLayout::kInOut
                            : WeightLayout::kOutIn;
+  spec.precision = *FromConfigPrecision(config.precision());
+  spec.max_precision_deviation = config.max_precision_deviation();
 
   // Every referenced tensor must exist; nothing else may.
   std::set<std::string, std::less<>> referenced;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/precision.h"
 #include "engine/tensor.h"
 #include "nnserve/v1/model_config.pb.h"
 
@@ -59,6 +60,11 @@ struct ModelSpec {
   std::vector<std::string> labels;  // Empty, or one per output unit.
   WeightLayout weight_layout = WeightLayout::kOutIn;  // As stored on disk.
   std::vector<LayerSpec> layers;                      // At least one.
+  Precision precision = Precision::kFp32;             // As configured.
+  float max_precision_deviation = 0;                  // 0 = no limit.
+  // The batch the deviation report is measured on (see probe.h); empty =
+  // a fixed-seed batch is generated at load.
+  ProbeBatch probe;
 
   int64_t output_size() const {
     return layers.empty() ? 0 : layers.back().units;
