@@ -152,7 +152,58 @@ absl::StatusOr<v1::ModelConfig> ReadModelConfig(const fs::path& model_dir) {
   if (absl::Status s = ValidateModelConfig(*config, path.string()); !s.ok()) {
     return s;
   }
+  if (absl::Status s = ValidateVersionPolicy(config->version_policy(),
+                                             path.string());
+      !s.ok()) {
+    return s;
+  }
   return config;
+}
+
+absl::Status ValidateVersionPolicy(const v1::ModelVersionPolicy& policy,
+                                   std::string_view source) {
+  switch (policy.policy_choice_case()) {
+    case v1::ModelVersionPolicy::kLatest:
+      if (policy.latest().num_versions() < 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Sv(source), ": version_policy.latest.num_versions is ",
+            policy.latest().num_versions(),
+            ", expected >= 1 (how many of the highest versions to serve)"));
+      }
+      return absl::OkStatus();
+    case v1::ModelVersionPolicy::kSpecific: {
+      const auto& versions = policy.specific().versions();
+      if (versions.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Sv(source),
+            ": version_policy.specific.versions is empty, expected at least "
+            "one version number"));
+      }
+      for (int i = 0; i < versions.size(); ++i) {
+        if (versions[i] < 1) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              Sv(source), ": version_policy.specific.versions[", i, "] is ",
+              versions[i], ", expected a version number >= 1"));
+        }
+      }
+      return absl::OkStatus();
+    }
+    case v1::ModelVersionPolicy::kAll:
+    case v1::ModelVersionPolicy::POLICY_CHOICE_NOT_SET:
+      return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelDirectory> ReadModelDirectory(const fs::path& model_dir) {
+  ModelDirectory directory;
+  absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(model_dir);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::vector<int64_t>> versions = ListVersions(model_dir);
+  if (!versions.ok()) return versions.status();
+  directory.config = *std::move(config);
+  directory.versions = *std::move(versions);
+  return directory;
 }
 
 absl::StatusOr<TensorMap> ReadTensors(const fs::path& version_dir,
@@ -225,34 +276,46 @@ absl::StatusOr<TensorMap> ReadTensors(const fs::path& version_dir,
   return tensors;
 }
 
-absl::StatusOr<std::shared_ptr<const Model>> LoadModel(
-    const fs::path& model_dir, int64_t version, const EngineOptions& options) {
+absl::StatusOr<LoadedVersion> LoadVersion(const fs::path& model_dir,
+                                          v1::ModelConfig config,
+                                          int64_t version,
+                                          const EngineOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<v1::ModelConfig> config = ReadModelConfig(model_dir);
-  if (!config.ok()) return config.status();
-  absl::StatusOr<std::vector<int64_t>> versions = ListVersions(model_dir);
-  if (!versions.ok()) return versions.status();
-  if (version == 0) {
-    version = versions->back();
-  } else if (std::find(versions->begin(), versions->end(), version) ==
-             versions->end()) {
-    return absl::NotFoundError(absl::StrCat(
-        model_dir.string(), ": version ", version,
-        " not found, available: ", absl::StrJoin(*versions, ", ")));
-  }
   const fs::path version_dir = model_dir / std::to_string(version);
-  absl::StatusOr<TensorMap> tensors = ReadTensors(version_dir, *config);
+  absl::StatusOr<TensorMap> tensors = ReadTensors(version_dir, config);
   if (!tensors.ok()) return tensors.status();
   const std::string source = fs::exists(version_dir / kSafetensorsFile)
                                  ? (version_dir / kSafetensorsFile).string()
                                  : (version_dir / "*.npy").string();
   absl::StatusOr<ModelSpec> spec =
-      BuildModelSpec(*config, *std::move(tensors), source);
+      BuildModelSpec(config, *std::move(tensors), source);
   if (!spec.ok()) return spec.status();
   const double read_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  return Model::Create(*std::move(spec), version, options, read_seconds);
+  absl::StatusOr<std::shared_ptr<const Model>> model =
+      Model::Create(*std::move(spec), version, options, read_seconds);
+  if (!model.ok()) return model.status();
+  return LoadedVersion{*std::move(model), std::move(config)};
+}
+
+absl::StatusOr<std::shared_ptr<const Model>> LoadModel(
+    const fs::path& model_dir, int64_t version, const EngineOptions& options) {
+  absl::StatusOr<ModelDirectory> directory = ReadModelDirectory(model_dir);
+  if (!directory.ok()) return directory.status();
+  const std::vector<int64_t>& versions = directory->versions;
+  if (version == 0) {
+    version = versions.back();
+  } else if (std::find(versions.begin(), versions.end(), version) ==
+             versions.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        model_dir.string(), ": version ", version,
+        " not found, available: ", absl::StrJoin(versions, ", ")));
+  }
+  absl::StatusOr<LoadedVersion> loaded =
+      LoadVersion(model_dir, std::move(directory->config), version, options);
+  if (!loaded.ok()) return loaded.status();
+  return std::move(loaded->model);
 }
 
 }  // namespace nnserve::engine

@@ -277,6 +277,97 @@ TEST(RepositoryTest, CorruptTensorFileIsReportedWithPath) {
   EXPECT_THAT(LoadError(dir), HasSubstr("1/model.safetensors"));
 }
 
+TEST(RepositoryTest, ReadModelDirectoryReadsConfigAndVersionsTogether) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  m.config.mutable_dynamic_batching()->set_max_batch_rows(16);
+  m.config.mutable_version_policy()->mutable_all();
+  WriteModelDir(repo.path(), m, 3, FileFormat::kSafetensors, DType::kF32);
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kNpy, DType::kF32);
+  fs::create_directories(dir / "tmp-2");  // Not a version directory.
+  absl::StatusOr<ModelDirectory> directory = ReadModelDirectory(dir);
+  ASSERT_TRUE(directory.ok()) << directory.status();
+  EXPECT_THAT(directory->versions, ElementsAre(1, 3));
+  EXPECT_EQ(directory->config.name(), "digits");
+  EXPECT_TRUE(directory->config.version_policy().has_all());
+  EXPECT_EQ(directory->config.dynamic_batching().max_batch_rows(), 16);
+
+  fs::remove_all(dir / "1");
+  fs::remove_all(dir / "3");
+  absl::StatusOr<ModelDirectory> empty = ReadModelDirectory(dir);
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(empty.status().message(), HasSubstr("no version directories"));
+}
+
+TEST(RepositoryTest, LoadVersionReturnsTheModelWithItsConfig) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  m.config.mutable_dynamic_batching()->set_max_queue_delay_us(250);
+  const RandomModel other = BuildRandomModel(
+      "digits", 8, {{6, Activation::kRelu}, {3, Activation::kSoftmax}},
+      WeightLayout::kOutIn, 2);
+  WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  const fs::path dir =
+      WriteModelDir(repo.path(), other, 2, FileFormat::kNpy, DType::kF32);
+  // config.pbtxt on disk is now other's (no batching settings); LoadVersion
+  // uses the config it is given and does not read the file again.
+  absl::StatusOr<LoadedVersion> loaded =
+      LoadVersion(dir, m.config, 2, EngineOptions{});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->model->info().version, 2);
+  EXPECT_GT(loaded->model->info().load_seconds, 0);
+  EXPECT_EQ(loaded->config.dynamic_batching().max_queue_delay_us(), 250);
+  // Version 2's weights, not version 1's.
+  const std::vector<float> input = ::nnserve::testing::RandomValues(16, 1, 5);
+  std::vector<float> output(6);
+  ASSERT_TRUE(loaded->model->Forward(input, 2, output).ok());
+  EXPECT_LE(MaxRowRelativeError(
+                output, ReferenceForward(other.config, other.tensors, input, 2),
+                2),
+            1e-5);
+
+  absl::StatusOr<LoadedVersion> missing =
+      LoadVersion(dir, m.config, 7, EngineOptions{});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("digits/7"));
+}
+
+TEST(RepositoryTest, VersionPolicyErrorsNameTheField) {
+  ScopedTempDir repo;
+  RandomModel m = Digits();
+  m.config.mutable_version_policy()->mutable_latest()->set_num_versions(0);
+  const fs::path dir =
+      WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  EXPECT_THAT(LoadError(dir),
+              HasSubstr("digits/config.pbtxt: version_policy.latest."
+                        "num_versions is 0, expected >= 1"));
+  absl::StatusOr<ModelDirectory> directory = ReadModelDirectory(dir);
+  EXPECT_EQ(directory.status().code(), absl::StatusCode::kInvalidArgument);
+
+  m.config.mutable_version_policy()->mutable_specific();
+  WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  EXPECT_THAT(LoadError(dir),
+              HasSubstr("version_policy.specific.versions is empty"));
+
+  m.config.mutable_version_policy()->mutable_specific()->add_versions(2);
+  m.config.mutable_version_policy()->mutable_specific()->add_versions(-1);
+  WriteModelDir(repo.path(), m, 1, FileFormat::kSafetensors, DType::kF32);
+  EXPECT_THAT(LoadError(dir),
+              HasSubstr("version_policy.specific.versions[1] is -1, expected "
+                        "a version number >= 1"));
+
+  // Valid policies load; LoadModel's version 0 is the highest directory
+  // whatever the policy says (the offline commands).
+  m.config.mutable_version_policy()->mutable_specific()->clear_versions();
+  m.config.mutable_version_policy()->mutable_specific()->add_versions(1);
+  WriteModelDir(repo.path(), m, 4, FileFormat::kSafetensors, DType::kF32);
+  absl::StatusOr<std::shared_ptr<const Model>> model =
+      LoadModel(dir, 0, EngineOptions{});
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->info().version, 4);
+}
+
 // The example repository shipped in models/ (found relative to this source
 // file, so the test works from any working directory).
 fs::path SourceModelsDir() {
