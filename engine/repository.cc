@@ -14,6 +14,7 @@
 #include "engine/model_config.h"
 #include "engine/model_spec.h"
 #include "engine/npy.h"
+#include "engine/probe.h"
 #include "engine/safetensors.h"
 #include "engine/str_util.h"
 
@@ -224,6 +225,8 @@ absl::StatusOr<TensorMap> ReadTensors(const fs::path& version_dir,
         absl::StrCat(version_dir.string(),
                      ": cannot list version directory: ", ec.message()));
   }
+  // The probe batch of BF16/INT8 loads (probe.h) may sit here too.
+  if (!referenced.contains("sample_input")) files.erase("sample_input.npy");
 
   if (files.contains(kSafetensorsFile)) {
     std::vector<std::string> others;
@@ -290,6 +293,13 @@ absl::StatusOr<LoadedVersion> LoadVersion(const fs::path& model_dir,
   absl::StatusOr<ModelSpec> spec =
       BuildModelSpec(config, *std::move(tensors), source);
   if (!spec.ok()) return spec.status();
+  if (options.precision_override.value_or(spec->precision) !=
+      Precision::kFp32) {
+    absl::StatusOr<ProbeBatch> probe =
+        ReadProbeBatch(model_dir, version_dir, spec->input_size);
+    if (!probe.ok()) return probe.status();
+    spec->probe = *std::move(probe);
+  }
   const double read_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();

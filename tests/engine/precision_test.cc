@@ -20,18 +20,25 @@
 #include "engine/model.h"
 #include "engine/model_config.h"
 #include "engine/probe.h"
+#include "engine/repository.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/model_builder.h"
 #include "tests/util/reference.h"
+#include "tests/util/tensor_files.h"
 
 namespace nnserve::engine {
 namespace {
 
 using ::nnserve::testing::BuildRandomModel;
+using ::nnserve::testing::FileFormat;
+using ::nnserve::testing::NpyBytes;
 using ::nnserve::testing::RandomModel;
 using ::nnserve::testing::RandomValues;
 using ::nnserve::testing::ReferenceForward;
+using ::nnserve::testing::ScopedTempDir;
+using ::nnserve::testing::WriteFile;
+using ::nnserve::testing::WriteModelDir;
 using ::testing::HasSubstr;
 
 double Tolerance(Precision precision) {
@@ -300,6 +307,62 @@ INSTANTIATE_TEST_SUITE_P(Reduced, PrecisionTest,
                          [](const auto& info) {
                            return std::string(PrecisionName(info.param));
                          });
+
+// The probe batch is the version's sample_input.npy, else the model
+// directory's, else generated; a malformed one fails a reduced-precision
+// load and is not read for an FP32 one.
+TEST(PrecisionProbeTest, SampleInputFilesAreTheProbeBatch) {
+  SkipUnlessNative(Precision::kInt8);
+  RandomModel m = BuildRandomModel(
+      "sampled", 6, {{5, Activation::kRelu}, {3, Activation::kSoftmax}},
+      WeightLayout::kOutIn, 3);
+  m.config.set_precision(v1::INT8);
+  ScopedTempDir repo;
+  const std::filesystem::path dir =
+      WriteModelDir(repo.path(), m, 2, FileFormat::kNpy, DType::kF32);
+  auto sample = [](int64_t rows, int64_t cols) {
+    return NpyBytes(
+        Tensor{{rows, cols},
+               RandomValues(static_cast<size_t>(rows * cols), 1.0f, 5)},
+        DType::kF32);
+  };
+  auto load = [&] { return LoadModel(dir, 0, EngineOptions{}); };
+
+  absl::StatusOr<std::shared_ptr<const Model>> model = load();
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_THAT((*model)->info().precision.probe_source, HasSubstr("generated"));
+
+  WriteFile(dir / "sample_input.npy", sample(5, 6));
+  model = load();
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->info().precision.probe_source,
+            (dir / "sample_input.npy").string());
+  EXPECT_EQ((*model)->info().precision.probe_rows, 5);
+
+  WriteFile(dir / "2" / "sample_input.npy", sample(3, 6));
+  model = load();
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->info().precision.probe_source,
+            (dir / "2" / "sample_input.npy").string());
+  EXPECT_EQ((*model)->info().precision.probe_rows, 3);
+
+  // More rows than kMaxProbeRows are cut.
+  WriteFile(dir / "2" / "sample_input.npy", sample(kMaxProbeRows + 10, 6));
+  model = load();
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->info().precision.probe_rows, kMaxProbeRows);
+
+  WriteFile(dir / "2" / "sample_input.npy", sample(4, 7));
+  model = load();
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(model.status().message(),
+              HasSubstr("sample_input.npy: shape is [4, 7], expected [rows, "
+                        "6] or [6]"));
+  EngineOptions fp32;
+  fp32.precision_override = Precision::kFp32;
+  EXPECT_TRUE(LoadModel(dir, 0, fp32).ok());
+}
 
 // A CPU without native support (forced through EngineOptions::cpu_support):
 // the model loads in FP32, says why, runs no probe and is FP32-exact.
