@@ -224,10 +224,10 @@ void Scheduler::TakeBatch(ModelQueue* queue, Batch* batch) {
 bool Scheduler::NextBatch(std::shared_ptr<ModelQueue>* queue, Batch* batch) {
   absl::MutexLock lock(&mutex_);
   while (true) {
+    // Queues whose delay ran out join the round-robin even while others
+    // keep the workers busy.
     SteadyClock::time_point next = SteadyClock::time_point::max();
-    if (ready_.empty() && !waiting_.empty()) {
-      next = PromoteDueQueues(SteadyClock::now());
-    }
+    if (!waiting_.empty()) next = PromoteDueQueues(SteadyClock::now());
     if (!ready_.empty()) {
       *queue = std::move(ready_.front());
       ready_.pop_front();
