@@ -1,13 +1,15 @@
 // engine_bench: forward-pass time and GFLOP/s of the nnserve engine beside a
-// raw oneDNN matmul chain of the same shapes, measured in the same run, for
-// digits, mlp-784 and a generated 4096-wide model at several batch sizes
-// and OpenMP thread counts. See bench/README.md.
+// raw oneDNN matmul chain of the same shapes and precision, measured in the
+// same run, for digits, mlp-784 and a generated 4096-wide model at several
+// batch sizes, OpenMP thread counts and precisions (FP32, BF16, INT8). See
+// bench/README.md.
 //
 // Own flags (everything else goes to Google Benchmark):
 //   --model_repository=DIR  where digits/ and mlp-784/ live
 //   --models=a,b,c          subset of digits,mlp-784,wide-4096
 //   --threads=1,2           EngineOptions::intra_op_threads values
 //   --batches=1,8,...       rows per forward
+//   --precisions=fp32,...   subset of fp32,bf16,int8
 #include <omp.h>
 
 #include <algorithm>
@@ -32,6 +34,7 @@
 #include "bench/workbench.h"
 #include "benchmark/benchmark.h"
 #include "engine/model.h"
+#include "engine/precision.h"
 
 namespace nnserve::bench {
 namespace {
@@ -41,6 +44,9 @@ struct Options {
   std::vector<std::string> models = {"digits", "mlp-784", "wide-4096"};
   std::vector<int> threads = {1, 2};
   std::vector<int64_t> batches = {1, 8, 64, 256, 1024};
+  std::vector<engine::Precision> precisions = {engine::Precision::kFp32,
+                                               engine::Precision::kBf16,
+                                               engine::Precision::kInt8};
 };
 
 // Defaults put before the user's arguments (later flags win).
@@ -88,15 +94,17 @@ int64_t BlockSize(double forward_seconds) {
 // spread (the larger p75/p25 of the two sides).
 void PairedForward(benchmark::State& state, Workbench& bench,
                    const BenchModel& model, int threads, int64_t rows,
+                   engine::Precision precision,
                    const std::vector<int64_t>& batches) {
   using Clock = std::chrono::steady_clock;
   absl::StatusOr<const engine::Model*> engine =
-      bench.EngineModel(model, threads, batches);
+      bench.EngineModel(model, threads, precision, batches);
   if (!engine.ok()) {
     state.SkipWithError(engine.status().ToString().c_str());
     return;
   }
-  absl::StatusOr<RawChain*> chain = bench.Chain(model, threads, rows, **engine);
+  absl::StatusOr<RawChain*> chain =
+      bench.Chain(model, threads, rows, precision, **engine);
   if (!chain.ok()) {
     state.SkipWithError(chain.status().ToString().c_str());
     return;
@@ -225,6 +233,25 @@ bool ParseOwnFlags(int& argc, char** argv, Options& options) {
                   << *v << "'\n";
         return false;
       }
+    } else if (auto v = value_of("--precisions=")) {
+      options.precisions.clear();
+      const std::vector<std::string> names =
+          absl::StrSplit(std::string(*v), ',', absl::SkipEmpty());
+      for (const std::string& name : names) {
+        std::optional<engine::Precision> precision =
+            engine::ParsePrecision(name);
+        if (!precision.has_value()) {
+          std::cerr << "--precisions: unknown precision '" << name
+                    << "'; expected a comma list of fp32, bf16, int8\n";
+          return false;
+        }
+        options.precisions.push_back(*precision);
+      }
+      if (options.precisions.empty()) {
+        std::cerr << "--precisions: expected at least one of fp32, bf16, "
+                     "int8\n";
+        return false;
+      }
     } else if (auto v = value_of("--batches=")) {
       if (!ParseList(*v, options.batches)) {
         std::cerr << "--batches: expected a comma list of positive integers, "
@@ -250,6 +277,7 @@ void PrintHelp() {
          "  --models=a,b            subset of digits,mlp-784,wide-4096\n"
          "  --threads=1,2           EngineOptions::intra_op_threads values\n"
          "  --batches=1,8,64,256,1024  rows per forward\n"
+         "  --precisions=fp32,bf16,int8  engine and raw chain precisions\n"
          "Defaults given to Google Benchmark (override them):";
   for (const char* flag : kDefaultBenchmarkFlags) std::cout << " " << flag;
   std::cout << "\n\n";
@@ -312,6 +340,10 @@ int Main(int argc, char** argv) {
     }
     models.push_back(*std::move(model));
   }
+  const engine::PrecisionSupport& support = engine::DetectedPrecisionSupport();
+  std::cout << "oneDNN effective ISA " << support.isa << "; native BF16 "
+            << (support.bf16 ? "yes" : "no") << ", INT8 "
+            << (support.int8 ? "yes" : "no") << "\n";
   std::cout << "OpenMP max threads " << omp_get_max_threads()
             << "; OMP_WAIT_POLICY="
             << (std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY")
@@ -323,18 +355,24 @@ int Main(int argc, char** argv) {
   for (const BenchModel& model : bench.models()) {
     for (int threads : options.threads) {
       for (int64_t rows : options.batches) {
-        const std::string name = absl::StrCat(
-            "forward/", model.name, "/threads:", threads, "/batch:", rows);
-        benchmark::RegisterBenchmark(
-            name.c_str(),
-            [&bench, &model, threads, rows,
-             &batches = options.batches](benchmark::State& state) {
-              PairedForward(state, bench, model, threads, rows, batches);
-            })
-            ->UseManualTime()
-            ->Unit(benchmark::kMicrosecond);
-        reporter.Register(name, CaseKey{model.name, threads, rows},
-                          static_cast<double>(model.FlopsPerRow() * rows));
+        for (engine::Precision precision : options.precisions) {
+          const std::string precision_name(engine::PrecisionName(precision));
+          const std::string name =
+              absl::StrCat("forward/", model.name, "/", precision_name,
+                           "/threads:", threads, "/batch:", rows);
+          benchmark::RegisterBenchmark(
+              name.c_str(),
+              [&bench, &model, threads, rows, precision,
+               &batches = options.batches](benchmark::State& state) {
+                PairedForward(state, bench, model, threads, rows, precision,
+                              batches);
+              })
+              ->UseManualTime()
+              ->Unit(benchmark::kMicrosecond);
+          reporter.Register(name,
+                            CaseKey{model.name, threads, rows, precision_name},
+                            static_cast<double>(model.FlopsPerRow() * rows));
+        }
       }
     }
   }

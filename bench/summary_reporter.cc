@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace nnserve::bench {
 namespace {
@@ -96,10 +97,10 @@ void SummaryReporter::Finalize() {
              targets_.min_ratio, targets_.ratio_min_batch,
              targets_.latency_model, targets_.max_batch1_us,
              targets_.max_spread, targets_.max_ratio_swing);
-  out << absl::StrFormat("%-10s %7s %6s %12s %12s %10s %10s %7s %11s %4s  %s\n",
-                         "model", "threads", "batch", "engine_us", "raw_us",
-                         "eng_GFLOPs", "raw_GFLOPs", "ratio", "ratio_range",
-                         "reps", "note");
+  out << absl::StrFormat(
+      "%-10s %5s %7s %6s %12s %12s %10s %10s %7s %11s %4s  %s\n", "model",
+      "prec", "threads", "batch", "engine_us", "raw_us", "eng_GFLOPs",
+      "raw_GFLOPs", "ratio", "ratio_range", "reps", "note");
   misses_ = 0;
   noisy_ = 0;
   errors_ = 0;
@@ -107,8 +108,8 @@ void SummaryReporter::Finalize() {
     const Samples& s = cases_.at(key);
     if (!s.error.empty()) {
       ++errors_;
-      out << absl::StrFormat("%-10s %7d %6d ERROR: %s\n", key.model,
-                             key.threads, key.batch, s.error);
+      out << absl::StrFormat("%-10s %5s %7d %6d ERROR: %s\n", key.model,
+                             key.precision, key.threads, key.batch, s.error);
       continue;
     }
     if (s.engine_us.empty()) continue;  // Filtered out of this run.
@@ -136,7 +137,7 @@ void SummaryReporter::Finalize() {
         ++misses_;
       }
       if (key.batch == 1 && key.model == targets_.latency_model &&
-          engine_us > targets_.max_batch1_us) {
+          key.precision == "FP32" && engine_us > targets_.max_batch1_us) {
         absl::StrAppend(&note, note.empty() ? "" : "; ",
                         absl::StrFormat("MISS: batch 1 above %.0f us",
                                         targets_.max_batch1_us));
@@ -146,15 +147,85 @@ void SummaryReporter::Finalize() {
     const std::string range =
         s.from_aggregate ? "n/a" : absl::StrFormat("%4.2f-%4.2f", *low, *high);
     out << absl::StrFormat(
-        "%-10s %7d %6d %12.2f %12.2f %10.1f %10.1f %7.3f %11s %4d  %s\n",
-        key.model, key.threads, key.batch, engine_us, raw_us,
+        "%-10s %5s %7d %6d %12.2f %12.2f %10.1f %10.1f %7.3f %11s %4d  %s\n",
+        key.model, key.precision, key.threads, key.batch, engine_us, raw_us,
         s.flops_per_forward / engine_us * 1e-3,
         s.flops_per_forward / raw_us * 1e-3, ratio, range, s.repetitions, note);
   }
+  PrintSpeedups(out);
   out << absl::StrFormat(
       "%d target miss(es), %d noisy case(s) not judged, %d failed case(s).\n",
       misses_, noisy_, errors_);
   out.flush();
+}
+
+void SummaryReporter::PrintSpeedups(std::ostream& out) {
+  // Median engine time of each case that has one.
+  auto engine_us = [&](CaseKey key, const std::string& precision) {
+    key.precision = precision;
+    auto it = cases_.find(key);
+    if (it == cases_.end() || !it->second.error.empty() ||
+        it->second.engine_us.empty()) {
+      return -1.0;
+    }
+    return Median(it->second.engine_us);
+  };
+  bool header = false;
+  for (const CaseKey& key : order_) {
+    if (key.precision != "FP32") continue;
+    const double fp32 = engine_us(key, "FP32");
+    const double bf16 = engine_us(key, "BF16");
+    const double int8 = engine_us(key, "INT8");
+    if (fp32 <= 0 || (bf16 <= 0 && int8 <= 0)) continue;
+    if (!header) {
+      out << absl::StrFormat(
+          "\nReduced precision: engine speed-up over FP32 (= FP32 engine_us / "
+          "engine_us, same run).\nTargets: at batch >= %d for %s: BF16 >= "
+          "%.1fx, INT8 >= %.1fx; %s batch 1: BF16 <= %.1f, INT8 <= %.1f of "
+          "the FP32 time.\n",
+          targets_.speedup_min_batch,
+          absl::StrJoin(targets_.speedup_models, ", "),
+          targets_.min_bf16_speedup, targets_.min_int8_speedup,
+          targets_.latency_model, targets_.max_bf16_batch1_fraction,
+          targets_.max_int8_batch1_fraction);
+      out << absl::StrFormat("%-10s %7s %6s %12s %12s %8s %12s %8s  %s\n",
+                             "model", "threads", "batch", "fp32_us", "bf16_us",
+                             "bf16_x", "int8_us", "int8_x", "note");
+      header = true;
+    }
+    const bool judged_throughput =
+        key.batch >= targets_.speedup_min_batch &&
+        std::find(targets_.speedup_models.begin(),
+                  targets_.speedup_models.end(),
+                  key.model) != targets_.speedup_models.end();
+    const bool judged_latency =
+        key.batch == 1 && key.model == targets_.latency_model;
+    std::string note;
+    auto check = [&](const char* name, double us, double min_speedup,
+                     double max_fraction) {
+      if (us <= 0) return;
+      const double speedup = fp32 / us;
+      if ((judged_throughput && speedup < min_speedup) ||
+          (judged_latency && us / fp32 > max_fraction)) {
+        absl::StrAppend(&note, note.empty() ? "" : "; ", "MISS: ", name);
+        ++misses_;
+      }
+    };
+    check("BF16", bf16, targets_.min_bf16_speedup,
+          targets_.max_bf16_batch1_fraction);
+    check("INT8", int8, targets_.min_int8_speedup,
+          targets_.max_int8_batch1_fraction);
+    auto cell = [](double us) {
+      return us > 0 ? absl::StrFormat("%12.2f", us) : std::string(12, '-');
+    };
+    auto factor = [&](double us) {
+      return us > 0 ? absl::StrFormat("%7.2fx", fp32 / us)
+                    : std::string(8, '-');
+    };
+    out << absl::StrFormat("%-10s %7d %6d %12.2f %s %s %s %s  %s\n", key.model,
+                           key.threads, key.batch, fp32, cell(bf16),
+                           factor(bf16), cell(int8), factor(int8), note);
+  }
 }
 
 }  // namespace nnserve::bench

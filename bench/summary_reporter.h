@@ -1,10 +1,11 @@
 // SummaryReporter: a Google Benchmark console reporter that also collects
 // engine_bench's paired runs (engine and raw oneDNN chain timed alternately
-// in one benchmark, see engine_bench.cc) and, when the run ends, prints one
-// table: per (model, threads, batch) the median over the repetitions of the
-// engine and raw forward times, their GFLOP/s and the engine/raw speed
-// ratio, flagging cases that miss the targets. Everything in the table comes
-// from this run's measurements.
+// in one benchmark, see engine_bench.cc) and, when the run ends, prints two
+// tables: per (model, threads, batch, precision) the median over the
+// repetitions of the engine and raw forward times, their GFLOP/s and the
+// engine/raw speed ratio; and per (model, threads, batch) the BF16 and INT8
+// engine speed-ups over FP32. Both flag cases that miss the targets.
+// Everything in the tables comes from this run's measurements.
 //
 // The reporter owns its collected samples. Google Benchmark calls it from
 // the thread running the benchmarks; it is not thread-safe otherwise.
@@ -25,6 +26,7 @@ struct CaseKey {
   std::string model;
   int threads = 1;
   int64_t batch = 1;
+  std::string precision = "FP32";  // "FP32", "BF16" or "INT8".
   auto operator<=>(const CaseKey&) const = default;
 };
 
@@ -32,9 +34,18 @@ struct Targets {
   // Engine speed / raw speed must be at least this at batch >= min_batch.
   double min_ratio = 0.90;
   int64_t ratio_min_batch = 64;
-  // Batch-1 forward limit for `latency_model`.
+  // Batch-1 FP32 forward limit for `latency_model`.
   std::string latency_model = "mlp-784";
   double max_batch1_us = 40.0;
+  // Reduced precisions against FP32 (engine GFLOP/s ratios, same run): at
+  // batch >= speedup_min_batch for `speedup_models`, and the batch-1 time
+  // of `latency_model` as a fraction of FP32's.
+  std::vector<std::string> speedup_models = {"mlp-784", "wide-4096"};
+  int64_t speedup_min_batch = 64;
+  double min_bf16_speedup = 1.7;
+  double min_int8_speedup = 3.0;
+  double max_bf16_batch1_fraction = 0.6;
+  double max_int8_batch1_fraction = 0.4;
   // Cases whose forward times spread more than this (p75/p25, median over
   // repetitions) are marked noisy and not judged against the targets.
   double max_spread = 1.5;
@@ -76,6 +87,9 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   std::map<std::string, CaseKey> by_name_;
   std::map<CaseKey, Samples> cases_;
   std::vector<CaseKey> order_;  // Registration order, for the table.
+  // The speed-up table (after the main one); counts its misses.
+  void PrintSpeedups(std::ostream& out);
+
   int misses_ = 0;
   int noisy_ = 0;
   int errors_ = 0;

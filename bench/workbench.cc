@@ -9,16 +9,24 @@
 namespace nnserve::bench {
 
 absl::StatusOr<const engine::Model*> Workbench::EngineModel(
-    const BenchModel& model, int threads, const std::vector<int64_t>& batches) {
-  auto key = std::make_pair(model.name, threads);
+    const BenchModel& model, int threads, engine::Precision precision,
+    const std::vector<int64_t>& batches) {
+  auto key = std::make_tuple(model.name, threads, precision);
   auto it = engine_models_.find(key);
   if (it == engine_models_.end()) {
     engine::EngineOptions options;
     options.intra_op_threads = threads;
     options.prewarm_batch_sizes = batches;
+    options.precision_override = precision;
     absl::StatusOr<std::shared_ptr<const engine::Model>> created =
         model.CreateEngineModel(options);
     if (!created.ok()) return created.status();
+    const engine::PrecisionReport& report = (*created)->info().precision;
+    if (report.effective != precision) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(model.name, ": ", report.fallback_reason,
+                       "; expected a CPU that runs it natively"));
+    }
     it = engine_models_.emplace(key, *std::move(created)).first;
   }
   return it->second.get();
@@ -26,12 +34,13 @@ absl::StatusOr<const engine::Model*> Workbench::EngineModel(
 
 absl::StatusOr<RawChain*> Workbench::Chain(const BenchModel& model, int threads,
                                            int64_t rows,
+                                           engine::Precision precision,
                                            const engine::Model& engine) {
-  auto key = std::make_tuple(model.name, threads, rows);
+  const ChainKey key = std::make_tuple(model.name, threads, rows, precision);
   if (chain_ == nullptr || chain_key_ != key) {
     chain_.reset();
     absl::StatusOr<std::unique_ptr<RawChain>> chain =
-        RawChain::Create(*model.spec, rows, threads);
+        RawChain::Create(*model.spec, rows, threads, precision);
     if (!chain.ok()) return chain.status();
     chain_ = *std::move(chain);
     chain_key_ = key;
@@ -39,7 +48,8 @@ absl::StatusOr<RawChain*> Workbench::Chain(const BenchModel& model, int threads,
   auto verified = verified_.find(key);
   if (verified == verified_.end()) {
     verified =
-        verified_.emplace(key, CompareOutputs(model, rows, engine)).first;
+        verified_.emplace(key, CompareOutputs(model, rows, precision, engine))
+            .first;
   }
   if (!verified->second.ok()) return verified->second;
   return chain_.get();
@@ -66,8 +76,11 @@ std::vector<float>& Workbench::Output(const BenchModel& model, int64_t rows) {
 }
 
 // Runs the engine and the current chain on the same input; they must agree
-// to within float rounding (both are oneDNN underneath).
+// to within float rounding (both are oneDNN underneath; INT8 inputs may
+// also land one quantization level apart where the engine's and oneDNN's
+// quantizing arithmetic round differently).
 absl::Status Workbench::CompareOutputs(const BenchModel& model, int64_t rows,
+                                       engine::Precision precision,
                                        const engine::Model& engine) {
   const std::vector<float>& input = Input(model, rows);
   std::vector<float> from_engine(Output(model, rows).size());
@@ -78,7 +91,9 @@ absl::Status Workbench::CompareOutputs(const BenchModel& model, int64_t rows,
   if (absl::Status s = chain_->Run(input, from_raw); !s.ok()) return s;
   // Same primitives on the same weights: only summation-order rounding
   // may differ. A NaN counts as the worst possible mismatch.
-  constexpr double kTolerance = 1e-4;
+  const double kTolerance = precision == engine::Precision::kFp32   ? 1e-4
+                            : precision == engine::Precision::kBf16 ? 1e-3
+                                                                    : 1e-2;
   size_t worst = 0;
   double worst_excess = 0;
   bool mismatch = false;
@@ -97,9 +112,10 @@ absl::Status Workbench::CompareOutputs(const BenchModel& model, int64_t rows,
   }
   if (mismatch) {
     return absl::InternalError(absl::StrCat(
-        model.name, " at ", rows, " rows: engine output[", worst,
-        "] = ", from_engine[worst], " but the raw oneDNN chain gives ",
-        from_raw[worst], "; expected agreement within ", kTolerance,
+        model.name, " ", std::string(engine::PrecisionName(precision)), " at ",
+        rows, " rows: engine output[", worst, "] = ", from_engine[worst],
+        " but the raw oneDNN chain gives ", from_raw[worst],
+        "; expected agreement within ", kTolerance,
         " (relative to max(1, |raw|))"));
   }
   return absl::OkStatus();

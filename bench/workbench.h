@@ -1,5 +1,6 @@
 // Workbench: what engine_bench's benchmarks share — the models, the engine
-// Model per (model, thread count), the raw oneDNN chain of the current case
+// Model per (model, thread count, precision), the raw oneDNN chain of the
+// current case
 // (only one at a time: the 4096-wide one holds ~200 MB), fixed-seed inputs
 // and output buffers, and the once-per-case check that the engine and the
 // raw chain compute the same outputs.
@@ -32,33 +33,40 @@ class Workbench {
 
   const std::vector<BenchModel>& models() const { return models_; }
 
-  // The engine model for (model, threads), built on first use with every
-  // batch size in `batches` pre-warmed, then kept for the whole run.
+  // The engine model for (model, threads, precision), built on first use
+  // with every batch size in `batches` pre-warmed, then kept for the whole
+  // run. A precision the CPU does not run natively is an error (the engine
+  // would fall back to FP32).
   absl::StatusOr<const engine::Model*> EngineModel(
-      const BenchModel& model, int threads,
+      const BenchModel& model, int threads, engine::Precision precision,
       const std::vector<int64_t>& batches);
 
-  // The raw chain for (model, threads, rows), replacing the previous one.
-  // The first time a case is built, its output is checked against
-  // `engine`'s on the same input; a mismatch is an Internal error (then and
-  // on every later call for that case).
+  // The raw chain for (model, threads, rows, precision), replacing the
+  // previous one. The first time a case is built, its output is checked
+  // against `engine`'s on the same input; a mismatch is an Internal error
+  // (then and on every later call for that case).
   absl::StatusOr<RawChain*> Chain(const BenchModel& model, int threads,
-                                  int64_t rows, const engine::Model& engine);
+                                  int64_t rows, engine::Precision precision,
+                                  const engine::Model& engine);
 
   // Fixed-seed inputs in [0, 1) and an output buffer for (model, rows).
   const std::vector<float>& Input(const BenchModel& model, int64_t rows);
   std::vector<float>& Output(const BenchModel& model, int64_t rows);
 
  private:
+  using ChainKey = std::tuple<std::string, int, int64_t, engine::Precision>;
+
   absl::Status CompareOutputs(const BenchModel& model, int64_t rows,
+                              engine::Precision precision,
                               const engine::Model& engine);
 
   std::vector<BenchModel> models_;
-  std::map<std::pair<std::string, int>, std::shared_ptr<const engine::Model>>
+  std::map<std::tuple<std::string, int, engine::Precision>,
+           std::shared_ptr<const engine::Model>>
       engine_models_;
   std::unique_ptr<RawChain> chain_;
-  std::tuple<std::string, int, int64_t> chain_key_;
-  std::map<std::tuple<std::string, int, int64_t>, absl::Status> verified_;
+  ChainKey chain_key_;
+  std::map<ChainKey, absl::Status> verified_;
   std::map<std::pair<std::string, int64_t>, std::vector<float>> inputs_;
   std::map<std::pair<std::string, int64_t>, std::vector<float>> outputs_;
 };

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace nnserve::engine {
 namespace {
@@ -82,7 +83,11 @@ QuantizedWeights QuantizePerChannel(std::span<const float> weights,
     const std::span<const float> row = weights.subspan(u * in, in);
     float max_abs = 0;
     for (float w : row) max_abs = std::max(max_abs, std::abs(w));
-    const float scale = max_abs > 0 ? max_abs / 127.0f : 1.0f;
+    // Never subnormal: oneDNN multiplies every output by it.
+    const float scale =
+        max_abs > 0
+            ? std::max(max_abs / 127.0f, std::numeric_limits<float>::min())
+            : 1.0f;
     q.scales[u] = scale;
     for (int64_t k = 0; k < in; ++k) {
       const float level = std::nearbyint(row[k] / scale);
@@ -108,7 +113,7 @@ U8Quantization ChooseU8Quantization(Range range, bool use_zero_point) {
   const float lo = use_zero_point ? std::min(range.lo, 0.0f) : 0.0f;
   const float hi = std::max(range.hi, 0.0f);
   if (!(hi > lo)) return q;  // All zeros (or NaN): scale 1, zero point 0.
-  q.scale = (hi - lo) / 255.0f;
+  q.scale = std::max((hi - lo) / 255.0f, std::numeric_limits<float>::min());
   if (use_zero_point) {
     q.zero_point = static_cast<int32_t>(
         std::clamp(std::nearbyint(-lo / q.scale), 0.0f, 255.0f));

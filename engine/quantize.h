@@ -19,8 +19,8 @@
 namespace nnserve::engine {
 
 // s8 weights of one layer: w[u][k] ~= scales[u] * values[u][k], with
-// scales[u] = max_k |w[u][k]| / 127 (1 for an all-zero row), values rounded
-// to nearest and within [-127, 127].
+// scales[u] = max_k |w[u][k]| / 127 (1 for an all-zero row, never below
+// FLT_MIN), values rounded to nearest and within [-127, 127].
 struct QuantizedWeights {
   std::vector<int8_t> values;  // [units, in] row-major.
   std::vector<float> scales;   // [units].
@@ -46,7 +46,8 @@ Range ValueRange(std::span<const float> values);
 
 // The scale and zero point spanning `range` with 256 levels. With
 // `use_zero_point` false (inputs known to be >= 0), the zero point is 0
-// and the scale hi / 255. A range of only 0 gets scale 1.
+// and the scale hi / 255. A range of only 0 gets scale 1; a scale is never
+// below FLT_MIN (subnormal factors are slow in every kernel).
 U8Quantization ChooseU8Quantization(Range range, bool use_zero_point);
 
 // out[i] = clamp(round_half_even(values[i] / scale) + zero_point, 0, 255).
