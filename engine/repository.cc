@@ -153,8 +153,8 @@ absl::StatusOr<v1::ModelConfig> ReadModelConfig(const fs::path& model_dir) {
   if (absl::Status s = ValidateModelConfig(*config, path.string()); !s.ok()) {
     return s;
   }
-  if (absl::Status s = ValidateVersionPolicy(config->version_policy(),
-                                             path.string());
+  if (absl::Status s =
+          ValidateVersionPolicy(config->version_policy(), path.string());
       !s.ok()) {
     return s;
   }
@@ -318,9 +318,9 @@ absl::StatusOr<std::shared_ptr<const Model>> LoadModel(
     version = versions.back();
   } else if (std::find(versions.begin(), versions.end(), version) ==
              versions.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        model_dir.string(), ": version ", version,
-        " not found, available: ", absl::StrJoin(versions, ", ")));
+    return absl::NotFoundError(
+        absl::StrCat(model_dir.string(), ": version ", version,
+                     " not found, available: ", absl::StrJoin(versions, ", ")));
   }
   absl::StatusOr<LoadedVersion> loaded =
       LoadVersion(model_dir, std::move(directory->config), version, options);

@@ -9,8 +9,8 @@
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
 #include "server/commands/inspect_command.h"
-#include "server/observability/logging.h"
 #include "server/commands/run_command.h"
+#include "server/observability/logging.h"
 #include "server/serve_command.h"
 #include "server/signals.h"
 
@@ -134,8 +134,40 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd
       ->add_flag("--allow-load-failures", serve.allow_load_failures,
-                 "Serve the models that load; list failed versions")
+                 "Mode none: serve the models that load and list failed "
+                 "versions instead of exiting")
       ->envname("NNSERVE_ALLOW_LOAD_FAILURES");
+  std::string control_mode = "none";
+  serve_cmd
+      ->add_option("--model-control-mode", control_mode,
+                   "none: load at start-up only; poll: also reload what "
+                   "changes in the repository (every "
+                   "--repository-poll-seconds and on SIGHUP); explicit: "
+                   "load --load-model models, then the ModelRepository "
+                   "LoadModel/UnloadModel RPCs decide")
+      ->envname("NNSERVE_MODEL_CONTROL_MODE")
+      ->check(CLI::IsMember({"none", "poll", "explicit"}))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--repository-poll-seconds", serve.repository_poll_seconds,
+                   "Seconds between repository scans in mode poll")
+      ->envname("NNSERVE_REPOSITORY_POLL_SECONDS")
+      ->check(CLI::Range(0.01, 86400.0))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--load-model", serve.load_models,
+                   "Mode explicit: a model to load at start-up (repeatable; "
+                   "'*' = all; the environment variable takes a "
+                   "comma-separated list)")
+      ->envname("NNSERVE_LOAD_MODEL")
+      ->delimiter(',');
+  serve_cmd
+      ->add_option("--model-load-threads", serve.model_load_threads,
+                   "Models loading at once (each load holds one extra copy "
+                   "of a model in memory until it serves)")
+      ->envname("NNSERVE_MODEL_LOAD_THREADS")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   serve_cmd
       ->add_option("--layer-timing", serve.layer_timing,
                    "Export per-layer latency (true/false)")
@@ -184,8 +216,11 @@ int main(int argc, char** argv) {
     return ReportError(s);
   }
   if (serve_cmd->parsed()) {
+    // IsMember above accepted it.
+    serve.model_control_mode =
+        *nnserve::server::ParseModelControlMode(control_mode);
     // Before any thread exists, so every thread inherits the blocked mask.
-    nnserve::server::BlockTerminationSignals();
+    nnserve::server::BlockServerSignals();
     return nnserve::server::RunServe(serve).ok() ? EXIT_SUCCESS : EXIT_FAILURE;
   }
   if (inspect_cmd->parsed()) {

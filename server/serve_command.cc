@@ -16,16 +16,19 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "prometheus/exposer.h"
-#include "server/scheduling/inference_pool.h"
 #include "server/frontend/inference_service.h"
+#include "server/frontend/repository_service.h"
+#include "server/lifecycle/model_lifecycle.h"
+#include "server/lifecycle/model_registry.h"
 #include "server/observability/logging.h"
 #include "server/observability/metrics.h"
-#include "server/lifecycle/model_manager.h"
 #include "server/observability/process_metrics.h"
+#include "server/scheduling/scheduler.h"
 #include "server/signals.h"
 #include "spdlog/spdlog.h"
 
@@ -91,6 +94,15 @@ void StopExposer(std::unique_ptr<prometheus::Exposer> exposer,
   stopper.join();
 }
 
+// Every batch size up to 64 rows (the default merge limit) gets its oneDNN
+// plan at load, so no request pays for building one; larger sizes are built
+// on first use (at most 15 more plans per model).
+std::vector<int64_t> PrewarmBatchSizes() {
+  std::vector<int64_t> sizes(64);
+  std::iota(sizes.begin(), sizes.end(), 1);
+  return sizes;
+}
+
 absl::Status Fail(absl::Status status) {
   spdlog::error("event=startup_failed error={}", LogQuote(status.message()));
   return status;
@@ -104,13 +116,16 @@ void LogSettings(const ServeOptions& o) {
       "dynamic_batching={} batching_max_batch_rows={} "
       "batching_max_queue_delay_us={} batching_max_queue_size={} "
       "shutdown_timeout_seconds={} allow_load_failures={} layer_timing={} "
-      "port_file={}",
+      "model_control_mode={} repository_poll_seconds={} load_model={} "
+      "model_load_threads={} port_file={}",
       o.build_version, LogQuote(o.model_repository), o.grpc_address,
       o.metrics_address, o.threads, o.intra_op_threads, o.max_batch_rows,
       o.max_message_bytes, o.max_queued_requests, o.inline_work_limit,
       o.dynamic_batching, o.batching_max_batch_rows,
       o.batching_max_queue_delay_us, o.batching_max_queue_size,
       o.shutdown_timeout_seconds, o.allow_load_failures, o.layer_timing,
+      ModelControlModeName(o.model_control_mode), o.repository_poll_seconds,
+      LogQuote(absl::StrJoin(o.load_models, ",")), o.model_load_threads,
       LogQuote(o.port_file));
 }
 
@@ -145,29 +160,49 @@ absl::Status RunServe(const ServeOptions& options) {
     }
   } metrics_stopper{exposer, options.metrics_address, metrics_port};
 
-  auto models = ModelManager::Create(options.model_repository, &metrics,
-                                     options.allow_load_failures);
-  if (!models.ok()) return Fail(models.status());
+  Scheduler scheduler(Scheduler::Options{
+      .threads = options.threads,
+      .intra_op_threads = options.intra_op_threads,
+      .max_queued_calls = std::max<int64_t>(options.max_queued_requests, 1),
+      .inline_work_limit = options.inline_work_limit,
+      .time_layers = options.layer_timing});
+  ModelRegistry registry(&metrics);
+  if (options.model_control_mode != ModelControlMode::kExplicit &&
+      !options.load_models.empty()) {
+    spdlog::warn("event=option_ignored option=--load-model reason={}",
+                 LogQuote("only used with --model-control-mode=explicit"));
+  }
+  ModelLifecycle lifecycle(
+      ModelLifecycle::Options{
+          .repository = options.model_repository,
+          .mode = options.model_control_mode,
+          .poll_seconds = options.repository_poll_seconds,
+          .startup_models = options.load_models,
+          .load_threads = options.model_load_threads,
+          .allow_load_failures = options.allow_load_failures,
+          .engine =
+              engine::EngineOptions{
+                  .intra_op_threads = options.intra_op_threads,
+                  .prewarm_batch_sizes = PrewarmBatchSizes()},
+          .batching_defaults =
+              BatchingOptions{
+                  .merge = options.dynamic_batching,
+                  .max_batch_rows = options.batching_max_batch_rows,
+                  .max_queue_delay_us = options.batching_max_queue_delay_us,
+                  .max_queue_size = options.batching_max_queue_size}},
+      &registry, &scheduler, &metrics);
+  // SIGHUP rescans the repository while the lifecycle exists.
+  signals.OnHangup([&lifecycle] { lifecycle.Rescan(); });
+  struct HangupUnbinder {
+    SignalWaiter& signals;
+    ~HangupUnbinder() { signals.OnHangup(nullptr); }
+  } hangup_unbinder{signals};
 
-  InferencePool pool(
-      InferencePool::Options{.threads = options.threads,
-                             .intra_op_threads = options.intra_op_threads,
-                             .max_queue = static_cast<size_t>(std::max<int64_t>(
-                                 options.max_queued_requests, 1))});
   InferenceService service(
-      models->get(), &pool, &metrics,
-      ServiceOptions{
-          .max_batch_rows = options.max_batch_rows,
-          .max_message_bytes = options.max_message_bytes,
-          .inline_work_limit = options.inline_work_limit,
-          .layer_timing = options.layer_timing,
-          .dynamic_batching = options.dynamic_batching,
-          .batching = BatchingOptions{
-              .max_batch_rows = options.batching_max_batch_rows,
-              .max_queue_delay_us = options.batching_max_queue_delay_us,
-              .max_queue_size = options.batching_max_queue_size,
-              .max_concurrent_batches = pool.threads(),
-          }});
+      &registry, &scheduler, &metrics,
+      ServiceOptions{.max_batch_rows = options.max_batch_rows,
+                     .max_message_bytes = options.max_message_bytes});
+  ModelRepositoryService repository_service(&lifecycle, &metrics);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -176,6 +211,7 @@ absl::Status RunServe(const ServeOptions& options) {
   builder.AddListeningPort(options.grpc_address,
                            grpc::InsecureServerCredentials(), &grpc_port);
   builder.RegisterService(&service);
+  builder.RegisterService(&repository_service);
   const int message_limit = static_cast<int>(
       std::clamp<int64_t>(options.max_message_bytes, 1, INT_MAX));
   builder.SetMaxReceiveMessageSize(message_limit);
@@ -194,17 +230,11 @@ absl::Status RunServe(const ServeOptions& options) {
       grpc_port, metrics_port);
 
   const auto load_start = std::chrono::steady_clock::now();
-  // Every batch size up to 64 rows (the batcher's default merge limit) gets
-  // its oneDNN plan at load, so no request pays for building one; larger
-  // sizes are built on first use (at most 15 more plans per model).
-  std::vector<int64_t> prewarm(64);
-  std::iota(prewarm.begin(), prewarm.end(), 1);
-  absl::Status loaded = (*models)->LoadAll(
-      engine::EngineOptions{.intra_op_threads = options.intra_op_threads,
-                            .prewarm_batch_sizes = std::move(prewarm)});
+  absl::Status loaded = lifecycle.Start();
   if (!loaded.ok()) {
     server->Shutdown(std::chrono::system_clock::now());
-    pool.Shutdown();
+    lifecycle.Stop();
+    scheduler.Shutdown();
     return Fail(loaded);
   }
   const double load_seconds = std::chrono::duration<double>(
@@ -223,7 +253,8 @@ absl::Status RunServe(const ServeOptions& options) {
           WritePortFile(options.port_file, grpc_port, metrics_port);
       if (!written.ok()) {
         server->Shutdown(std::chrono::system_clock::now());
-        pool.Shutdown();
+        lifecycle.Stop();
+        scheduler.Shutdown();
         return Fail(written);
       }
     }
@@ -233,7 +264,7 @@ absl::Status RunServe(const ServeOptions& options) {
   const auto shutdown_start = std::chrono::steady_clock::now();
   spdlog::info("event=shutdown_started timeout_seconds={}",
                options.shutdown_timeout_seconds);
-  // Let this service's calls finish (new ones get UNAVAILABLE), then shut
+  // Let both services' calls finish (new ones get UNAVAILABLE), then shut
   // the server down at once: anything still open is a health Watch stream
   // or a call past the timeout (see InferenceService, "Draining"). Draining
   // starts before health reports NOT_SERVING, so a client that saw
@@ -243,9 +274,10 @@ absl::Status RunServe(const ServeOptions& options) {
       std::chrono::duration_cast<std::chrono::milliseconds>(
           std::chrono::duration<double>(options.shutdown_timeout_seconds));
   service.BeginDrain();
+  repository_service.BeginDrain();
   health->SetServingStatus(false);
-  (*models)->MarkAllUnloaded();
-  const bool drained = service.WaitForIdle(deadline);
+  const bool drained =
+      service.WaitForIdle(deadline) && repository_service.WaitForIdle(deadline);
   if (!drained) {
     spdlog::warn(
         "event=shutdown_timeout action=cancel_in_flight timeout_seconds={}",
@@ -254,9 +286,11 @@ absl::Status RunServe(const ServeOptions& options) {
   // Anything still open now is a health Watch stream: give it a moment to
   // deliver NOT_SERVING to its client before the streams are cancelled
   // (Shutdown returns at once when nothing is open).
+  // Loads still queued are answered UNAVAILABLE; no more rescans.
+  lifecycle.Stop();
   server->Shutdown(std::chrono::system_clock::now() + kWatchGrace);
   server->Wait();
-  pool.Shutdown();
+  scheduler.Shutdown();
   StopExposer(std::move(exposer), options.metrics_address, metrics_port);
   spdlog::info("event=shutdown_complete duration_seconds={:.3f}",
                std::chrono::duration<double>(std::chrono::steady_clock::now() -

@@ -1,20 +1,30 @@
 // `nnserve serve`: the long-running gRPC model server.
 //
-// Start-up: Prometheus exposer on --metrics-address (/metrics) → scan the
-// model repository → gRPC server (Inference + grpc.health.v1.Health +
-// reflection v1alpha) listening on --grpc-address with health NOT_SERVING →
-// load and warm up every version of every model → health SERVING for ""
-// and "nnserve.v1.Inference" → one machine-readable log line
+// Objects, in construction order: ServerMetrics (+ Prometheus exposer on
+// --metrics-address, /metrics) → Scheduler → ModelRegistry →
+// ModelLifecycle → InferenceService and ModelRepositoryService on one gRPC
+// server (+ grpc.health.v1.Health + reflection v1alpha).
+//
+// Start-up: the gRPC server listens on --grpc-address with health
+// NOT_SERVING → the lifecycle scans the repository and loads (and warms
+// up) what --model-control-mode selects → health SERVING for "" and
+// "nnserve.v1.Inference" → one machine-readable log line
 //   event=serving grpc_port=NNNNN metrics_port=MMMMM
 // and, with --port-file, the file "grpc_port metrics_port\n" (written
-// atomically: temp file + rename). A load failure exits non-zero with the
-// full validation message unless --allow-load-failures.
+// atomically: temp file + rename). In mode none a load failure exits
+// non-zero with the full validation message unless --allow-load-failures;
+// poll and explicit never refuse to start because of a bad model.
 //
-// Shutdown on SIGTERM/SIGINT (see signals.h): health NOT_SERVING, no new
-// calls, in-flight calls finish (grpc::Server::Shutdown with a deadline of
-// --shutdown-timeout; calls still running then are cancelled), workers
-// joined, metrics endpoint stopped (it stays up during the drain), exit 0.
-// Call BlockTerminationSignals() in main before RunServe.
+// While serving, health stays SERVING through reloads; SIGHUP makes the
+// lifecycle rescan the repository (mode poll).
+//
+// Shutdown on SIGTERM/SIGINT (see signals.h): both services refuse new
+// calls → health NOT_SERVING → in-flight calls (and loads asked for over
+// the ModelRepository service) finish, up to --shutdown-timeout → the
+// lifecycle stops → the gRPC server shuts down (calls still running are
+// cancelled) → the scheduler runs what is queued and joins its workers →
+// metrics endpoint stopped (it stays up during the drain), exit 0.
+// Call BlockServerSignals() in main before RunServe.
 //
 // RunServe owns every server object for its duration; not re-entrant.
 #ifndef NNSERVE_SERVER_SERVE_COMMAND_H_
@@ -22,8 +32,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "server/lifecycle/model_lifecycle.h"
 
 namespace nnserve::server {
 
@@ -44,6 +56,13 @@ struct ServeOptions {
   int64_t batching_max_queue_delay_us = 0;
   int64_t batching_max_queue_size = 256;
   double shutdown_timeout_seconds = 30;
+  // Model control (see model_lifecycle.h): none, poll or explicit; the poll
+  // interval; the models explicit mode loads at start-up ("*" = all); how
+  // many models load at once.
+  ModelControlMode model_control_mode = ModelControlMode::kNone;
+  double repository_poll_seconds = 5;
+  std::vector<std::string> load_models;
+  int model_load_threads = 1;
   bool allow_load_failures = false;
   bool layer_timing = true;
   std::string port_file;      // Empty: none.

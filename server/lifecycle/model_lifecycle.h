@@ -34,6 +34,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "engine/model.h"
 #include "server/lifecycle/model_registry.h"
 #include "server/observability/metrics.h"
@@ -85,7 +86,8 @@ class ModelLifecycle {
   // (INVALID_ARGUMENT / FAILED_PRECONDITION) if a version failed to load.
   // In other modes `done` gets FAILED_PRECONDITION naming the mode. `done`
   // runs on a lifecycle thread (or inline for immediate errors).
-  void LoadModel(std::string model, absl::AnyInvocable<void(absl::Status) &&> done);
+  void LoadModel(std::string model,
+                 absl::AnyInvocable<void(absl::Status) &&> done);
   // kExplicit: stop serving every version of `model` (in-flight calls
   // finish on the old versions). NOT_FOUND if the model is neither served
   // nor in the repository.
