@@ -189,6 +189,10 @@ int main(int argc, char** argv) {
       ->add_option("--version", inspect_version, "Model version (0 = newest)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  std::string inspect_precision;
+  inspect_cmd->add_option(
+      "--precision", inspect_precision,
+      "Load in fp32, bf16 or int8 instead of config.pbtxt's precision");
 
   // run
   nnserve::server::RunOptions run;
@@ -209,6 +213,9 @@ int main(int argc, char** argv) {
                    "OpenMP threads for the forward pass")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  run_cmd->add_option(
+      "--precision", run.precision,
+      "Run in fp32, bf16 or int8 instead of config.pbtxt's precision");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -224,8 +231,8 @@ int main(int argc, char** argv) {
     return nnserve::server::RunServe(serve).ok() ? EXIT_SUCCESS : EXIT_FAILURE;
   }
   if (inspect_cmd->parsed()) {
-    absl::Status s =
-        nnserve::server::RunInspect(inspect_dir, inspect_version, std::cout);
+    absl::Status s = nnserve::server::RunInspect(inspect_dir, inspect_version,
+                                                 std::cout, inspect_precision);
     return s.ok() ? EXIT_SUCCESS : ReportError(s);
   }
   run.model_dir = run_dir;

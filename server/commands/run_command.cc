@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "engine/repository.h"
 #include "engine/rows.h"
 #include "server/commands/input_reader.h"
+#include "server/commands/precision_flag.h"
 
 namespace nnserve::server {
 namespace {
@@ -35,12 +37,40 @@ absl::Status WriteFileAtomically(const std::filesystem::path& path,
   return absl::OkStatus();
 }
 
+// "# precision INT8 (requested INT8); largest deviation from FP32 on the
+// probe batch: relative L2 1.2e-02 at layer 'fc2' (max abs 3.4e-03)", for
+// models that asked for BF16/INT8; nothing for FP32 ones.
+void PrintPrecisionLine(const engine::PrecisionReport& p, std::ostream& out) {
+  if (p.requested == engine::Precision::kFp32) return;
+  out << "# precision " << engine::PrecisionName(p.effective) << " (requested "
+      << engine::PrecisionName(p.requested) << ")";
+  if (!p.fallback_reason.empty()) out << "; warning: " << p.fallback_reason;
+  const engine::LayerPrecision* worst = nullptr;
+  for (const engine::LayerPrecision& layer : p.layers) {
+    if (worst == nullptr ||
+        layer.relative_l2_deviation > worst->relative_l2_deviation) {
+      worst = &layer;
+    }
+  }
+  if (p.probed() && worst != nullptr) {
+    out << absl::StrFormat(
+        "; largest deviation from FP32 on the probe batch: relative L2 %.3e "
+        "at layer '%s' (max abs %.3e)",
+        worst->relative_l2_deviation, worst->name, worst->max_abs_deviation);
+  }
+  out << "\n";
+}
+
 }  // namespace
 
 absl::Status RunOffline(const RunOptions& options, std::istream& in,
                         std::ostream& out) {
+  absl::StatusOr<std::optional<engine::Precision>> precision =
+      ParsePrecisionFlag(options.precision);
+  if (!precision.ok()) return precision.status();
   engine::EngineOptions engine_options;
   engine_options.intra_op_threads = options.intra_op_threads;
+  engine_options.precision_override = *precision;
   auto model =
       engine::LoadModel(options.model_dir, options.version, engine_options);
   if (!model.ok()) return model.status();
@@ -61,10 +91,10 @@ absl::Status RunOffline(const RunOptions& options, std::istream& in,
       absl::StrCat("model '", info.name, "' version ", info.version, " input '",
                    info.input_name, "'");
   if (matrix->columns != info.input_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        description, ": input has ", matrix->columns,
-        " features per row (shape [", matrix->rows, ", ", matrix->columns,
-        "]); expected ", info.input_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat(description, ": input has ", matrix->columns,
+                     " features per row (shape [", matrix->rows, ", ",
+                     matrix->columns, "]); expected ", info.input_size));
   }
   if (matrix->rows == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -80,6 +110,7 @@ absl::Status RunOffline(const RunOptions& options, std::istream& in,
   absl::Status status = (*model)->Forward(matrix->values, rows, output);
   if (!status.ok()) return status;
 
+  PrintPrecisionLine(info.precision, out);
   std::vector<int32_t> classes;
   if (!info.labels.empty()) classes = engine::ArgmaxPerRow(output, rows, cols);
   for (int64_t r = 0; r < rows; ++r) {

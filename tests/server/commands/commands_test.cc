@@ -60,7 +60,7 @@ TEST_F(CommandsTest, InspectPrintsTheLayerTableAndTotals) {
   std::vector<std::string> lines = absl::StrSplit(text, '\n');
   int fc0_lines = 0;
   for (const std::string& line : lines) {
-    if (line.starts_with("fc0 ")) {
+    if (line.starts_with("fc0 ") && line.find("->") != std::string::npos) {
       ++fc0_lines;
       EXPECT_THAT(line, HasSubstr(" 16 "));
     }
@@ -150,6 +150,133 @@ TEST_F(CommandsTest, RunRefusesNonFiniteInputNamingRowAndColumn) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("row 1 column 1 is NaN"));
+}
+
+TEST_F(CommandsTest, InspectShowsPrecisionAndKernels) {
+  std::ostringstream out;
+  ASSERT_TRUE(RunInspect(model_dir_, 0, out).ok());
+  const std::string text = out.str();
+  EXPECT_THAT(text, HasSubstr("\nprecision: FP32 on oneDNN ISA "));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("deviation from FP32")));
+  // One kernel line per layer, naming oneDNN's implementation.
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  int kernel_lines = 0;
+  for (const std::string& line : lines) {
+    if ((line.starts_with("fc0  ") || line.starts_with("fc1  ")) &&
+        line.find(':') != std::string::npos &&
+        line.find("->") == std::string::npos) {
+      ++kernel_lines;
+    }
+  }
+  EXPECT_EQ(kernel_lines, 2) << text;
+}
+
+bool Native(engine::Precision precision) {
+  return engine::DetectedPrecisionSupport().Supports(precision);
+}
+
+TEST_F(CommandsTest, InspectWithPrecisionShowsTheDeviationTable) {
+  if (!Native(engine::Precision::kInt8)) GTEST_SKIP() << "no native INT8";
+  std::ostringstream out;
+  absl::Status status = RunInspect(model_dir_, 0, out, "int8");
+  ASSERT_TRUE(status.ok()) << status;
+  const std::string text = out.str();
+  EXPECT_THAT(text, HasSubstr("precision: INT8 on oneDNN ISA"));
+  EXPECT_THAT(text, HasSubstr("deviation from FP32 of each layer's output on "
+                              "the probe batch (generated"));
+  EXPECT_THAT(text, HasSubstr("64 rows); max_precision_deviation: none"));
+  EXPECT_THAT(text, HasSubstr("max_abs"));
+  EXPECT_THAT(text, HasSubstr("rel_l2"));
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  int rows = 0;
+  for (const std::string& line : lines) {
+    if ((line.starts_with("fc0 ") || line.starts_with("fc1 ")) &&
+        line.find(" brg:") != std::string::npos) {
+      ++rows;
+      EXPECT_THAT(line,
+                  ::testing::ContainsRegex("[0-9]\\.[0-9]{3}e[-+][0-9]+ +"
+                                           "[0-9]\\.[0-9]{3}e[-+][0-9]+$"));
+    }
+  }
+  EXPECT_EQ(rows, 2) << text;
+}
+
+TEST_F(CommandsTest, InspectRefusesAModelOverItsDeviationLimit) {
+  if (!Native(engine::Precision::kBf16)) GTEST_SKIP() << "no native BF16";
+  std::string config;
+  {
+    std::ifstream file(model_dir_ / "config.pbtxt");
+    config.assign(std::istreambuf_iterator<char>(file),
+                  std::istreambuf_iterator<char>());
+  }
+  std::ofstream(model_dir_ / "config.pbtxt")
+      << config << "\nprecision: BF16\nmax_precision_deviation: 1e-9\n";
+  std::ostringstream out;
+  absl::Status status = RunInspect(model_dir_, 0, out);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("layer 'fc0'"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("above max_precision_deviation 1e-09"));
+  EXPECT_EQ(out.str(), "");
+}
+
+TEST(PrintModelReportTest, FallbackIsAWarning) {
+  engine::ModelInfo info;
+  info.name = "m";
+  info.precision.requested = engine::Precision::kBf16;
+  info.precision.effective = engine::Precision::kFp32;
+  info.precision.isa = "avx2";
+  info.precision.fallback_reason = "BF16 requested, but no; running FP32";
+  info.precision.layers.push_back({"dense", "gemm:jit", 0, 0});
+  std::ostringstream out;
+  PrintModelReport(info, out);
+  EXPECT_THAT(out.str(),
+              HasSubstr("precision: FP32 (requested BF16) on oneDNN ISA avx2\n"
+                        "warning: BF16 requested, but no; running FP32\n"
+                        "layer  kernel\n"
+                        "dense  gemm:jit\n"));
+}
+
+TEST_F(CommandsTest, RunWithPrecisionSaysSoAndStaysNearTheReference) {
+  if (!Native(engine::Precision::kInt8)) GTEST_SKIP() << "no native INT8";
+  const std::vector<float> x = {0.5f, -1.0f, 2.0f, 0.0f, 0.25f, -0.75f};
+  std::istringstream in("0.5,-1,2\n0,0.25,-0.75\n");
+  std::ostringstream out;
+  RunOptions options;
+  options.model_dir = model_dir_;
+  options.precision = "INT8";
+  options.output = (repo_.path() / "y8.npy").string();
+  absl::Status status = RunOffline(options, in, out);
+  ASSERT_TRUE(status.ok()) << status;
+  std::vector<std::string> lines =
+      absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << out.str();
+  EXPECT_THAT(lines[0], HasSubstr("# precision INT8 (requested INT8); largest "
+                                  "deviation from FP32 on the probe batch: "
+                                  "relative L2 "));
+  EXPECT_THAT(lines[1], HasSubstr("row 0: ["));
+
+  const std::vector<double> expected =
+      nnserve::testing::ReferenceForward(model_.config, model_.tensors, x, 2);
+  std::ifstream file(options.output, std::ios::binary);
+  const std::string bytes{std::istreambuf_iterator<char>(file),
+                          std::istreambuf_iterator<char>()};
+  auto y = engine::ParseNpy(bytes, options.output);
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_LE(nnserve::testing::MaxRowRelativeError(y->values, expected, 2),
+            5e-2);
+}
+
+TEST_F(CommandsTest, RunRefusesAnUnknownPrecision) {
+  std::istringstream in("1,2,3\n");
+  std::ostringstream out;
+  RunOptions options;
+  options.model_dir = model_dir_;
+  options.precision = "fp16";
+  absl::Status status = RunOffline(options, in, out);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("--precision is 'fp16', expected fp32, bf16 or int8"));
 }
 
 }  // namespace
