@@ -5,7 +5,8 @@
         --activations relu,relu,softmax [--input-name pixels] \\
         [--output-name probs] [--labels a,b,c | --labels @labels.txt] \\
         [--version 1] [--dtype f32|f16|bf16] [--format safetensors|npy] \\
-        [--layer-names h1,h2,out] [--force] REPOSITORY
+        [--layer-names h1,h2,out] [--precision fp32|bf16|int8] \\
+        [--max-precision-deviation 0.02] [--force] REPOSITORY
 
 writes REPOSITORY/NAME/config.pbtxt and REPOSITORY/NAME/VERSION/ weights.
 A tool for preparing models, never needed at run time.
@@ -42,6 +43,13 @@ its last '.suffix' (fc1.weight -> fc1), else layerN.
 
 Activations: identity (alias linear), relu, leaky_relu, elu, sigmoid, tanh,
 gelu (erf form), softmax; leaky_relu:0.2 / elu:0.5 set alpha. One per layer.
+
+Precision: --precision bf16|int8 writes `precision: BF16|INT8` into
+config.pbtxt, so nnserve runs the model's forward passes in that precision
+(the weights are still stored as --dtype; nnserve converts them at load).
+--max-precision-deviation D writes `max_precision_deviation: D`: nnserve then
+refuses to load the model if any layer's output deviates from FP32 by more
+than D (relative L2) on the load-time probe batch. See engine/README.md.
 """
 
 from __future__ import annotations
@@ -200,7 +208,8 @@ def build(entries, args) -> tuple[model_repo.ModelDef, dict[str, np.ndarray]]:
     model = model_repo.ModelDef(
         name=args.name, input_name=args.input_name, input_size=int(input_size),
         output_name=args.output_name, layers=defs, weight_layout=layout,
-        labels=parse_labels(args.labels))
+        labels=parse_labels(args.labels), precision=args.precision.upper(),
+        max_precision_deviation=args.max_precision_deviation)
     return model, tensors
 
 
@@ -227,6 +236,14 @@ def parse_args(argv):
     parser.add_argument("--dtype", choices=model_repo.DTYPES, default="f32")
     parser.add_argument("--format", choices=model_repo.FORMATS,
                         default="safetensors", dest="file_format")
+    parser.add_argument("--precision", default="fp32",
+                        choices=[p.lower() for p in model_repo.PRECISIONS],
+                        help="arithmetic nnserve runs the model in (config "
+                             "`precision`); weights stay as --dtype")
+    parser.add_argument("--max-precision-deviation", type=float, default=0.0,
+                        help="largest relative L2 deviation from FP32 of any "
+                             "layer's output nnserve accepts at load "
+                             "(0 = no limit)")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing version directory and a "
                              "config.pbtxt that describes a different model")
@@ -271,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {model_dir}/config.pbtxt and {args.version}/ "
-          f"({args.file_format}, {args.dtype}, {model.weight_layout})")
+          f"({args.file_format}, {args.dtype}, {model.weight_layout}"
+          f"{', precision ' + model.precision if model.precision != 'FP32' else ''})")
     fan_in = model.input_size
     for layer in model.layers:
         bias = f" + bias '{layer.bias}'" if layer.bias else ""

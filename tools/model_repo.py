@@ -28,6 +28,7 @@ import safetensors_io
 ACTIVATIONS = ("IDENTITY", "RELU", "LEAKY_RELU", "ELU", "SIGMOID", "TANH",
                "GELU", "SOFTMAX")
 LAYOUTS = ("OUT_IN", "IN_OUT")
+PRECISIONS = ("FP32", "BF16", "INT8")  # config.pbtxt `precision`
 # File dtypes a model can be written in, and how each is stored.
 DTYPES = ("f32", "f16", "bf16")
 FORMATS = ("safetensors", "npy")
@@ -63,6 +64,8 @@ class ModelDef:
     layers: list[LayerDef]
     weight_layout: str = "OUT_IN"  # One of LAYOUTS.
     labels: list[str] = dataclasses.field(default_factory=list)
+    precision: str = "FP32"  # One of PRECISIONS; written unless FP32.
+    max_precision_deviation: float = 0.0  # Written when > 0.
 
 
 def _quote(text: str) -> str:
@@ -102,6 +105,11 @@ def render_config(model: ModelDef, comments: list[str] = ()) -> str:
         if layer.bias:
             text += f" bias: {_quote(layer.bias)}"
         lines.append(text + " }")
+    if model.precision != "FP32":
+        lines.append(f"precision: {model.precision}")
+    if model.max_precision_deviation > 0:
+        lines.append(f"max_precision_deviation: "
+                     f"{model.max_precision_deviation!r}")
     return "\n".join(lines) + "\n"
 
 
@@ -121,6 +129,14 @@ def validate(model: ModelDef, tensors: dict[str, np.ndarray]) -> None:
     if model.weight_layout not in LAYOUTS:
         raise ValueError(f"weight layout {model.weight_layout!r}; expected one"
                          f" of {', '.join(LAYOUTS)}")
+    if model.precision not in PRECISIONS:
+        raise ValueError(f"precision {model.precision!r}; expected one of "
+                         f"{', '.join(PRECISIONS)}")
+    if not (model.max_precision_deviation >= 0
+            and np.isfinite(model.max_precision_deviation)):
+        raise ValueError(f"max_precision_deviation is "
+                         f"{model.max_precision_deviation}; expected a finite "
+                         f"value >= 0 (0 = no limit)")
     if not model.layers:
         raise ValueError("the model has no layers; expected at least one")
     seen_layers = set()

@@ -375,5 +375,51 @@ class KerasH5Test(ConvertTestBase):
                                    rtol=1e-12)
 
 
+class PrecisionOptionTest(ConvertTestBase):
+
+    def convert_torch(self, name, *extra):
+        return convert(self.torch_npz, self.repo, "--name", name,
+                       "--framework", "pytorch", "--activations",
+                       "relu,tanh,softmax", *extra)
+
+    def test_default_writes_no_precision_line(self):
+        code, out = self.convert_torch("plain")
+        self.assertEqual(code, 0, out)
+        text = (self.repo / "plain" / "config.pbtxt").read_text()
+        self.assertNotIn("precision", text)
+        self.assertEqual(self.config("plain").precision, 0)  # FP32
+
+    def test_precision_and_limit_reach_the_config(self):
+        code, out = self.convert_torch("q", "--precision", "int8",
+                                       "--max-precision-deviation", "0.05")
+        self.assertEqual(code, 0, out)
+        self.assertIn("precision INT8", out)
+        config = self.config("q")
+        pb2 = model_config_proto.model_config_pb2()
+        self.assertEqual(pb2.Precision.Name(config.precision), "INT8")
+        self.assertAlmostEqual(config.max_precision_deviation, 0.05, places=6)
+        # Weights are stored as --dtype (f32), unchanged by the precision.
+        content = safetensors_io.load_file(
+            self.repo / "q" / "1" / "model.safetensors")
+        self.assertEqual(set(content.dtypes.values()), {"F32"})
+        np.testing.assert_array_equal(content.tensors["head.weight"],
+                                      self.torch_weights["head.weight"])
+        code, out = self.convert_torch("b", "--precision", "bf16")
+        self.assertEqual(code, 0, out)
+        self.assertEqual(pb2.Precision.Name(self.config("b").precision),
+                         "BF16")
+
+    def test_bad_values_are_refused(self):
+        code, out = self.convert_torch("x", "--precision", "fp16")
+        self.assertEqual(code, 2, out)
+        self.assertIn("invalid choice: 'fp16'", out)
+        code, out = self.convert_torch("x", "--max-precision-deviation",
+                                       "-1")
+        self.assertEqual(code, 1, out)
+        self.assertIn("max_precision_deviation is -1.0; expected a finite "
+                      "value >= 0", out)
+        self.assertFalse((self.repo / "x").exists())
+
+
 if __name__ == "__main__":
     unittest.main()
