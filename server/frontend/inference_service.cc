@@ -85,8 +85,17 @@ void FillModelInfo(const engine::ModelInfo& info,
   response->set_output_size(info.output_size);
   for (const std::string& label : info.labels) response->add_labels(label);
   response->set_weight_layout(engine::ToConfigWeightLayout(info.weight_layout));
-  for (const engine::LayerInfo& layer : info.layers) {
+  const engine::PrecisionReport& precision = info.precision;
+  for (size_t i = 0; i < info.layers.size(); ++i) {
+    const engine::LayerInfo& layer = info.layers[i];
     v1::LayerInfo* out = response->add_layers();
+    if (i < precision.layers.size()) {
+      out->set_kernel(precision.layers[i].kernel);
+      out->set_precision_max_abs_deviation(
+          precision.layers[i].max_abs_deviation);
+      out->set_precision_relative_l2_deviation(
+          precision.layers[i].relative_l2_deviation);
+    }
     out->set_name(layer.name);
     out->set_input_size(layer.input_size);
     out->set_output_size(layer.output_size);
@@ -100,6 +109,15 @@ void FillModelInfo(const engine::ModelInfo& info,
   response->set_total_parameters(info.total_parameters);
   response->set_weight_bytes(info.weight_bytes);
   response->set_load_duration_seconds(info.load_seconds);
+  response->set_requested_precision(
+      engine::ToConfigPrecision(precision.requested));
+  response->set_effective_precision(
+      engine::ToConfigPrecision(precision.effective));
+  response->set_precision_fallback_reason(precision.fallback_reason);
+  response->set_cpu_isa(precision.isa);
+  response->set_precision_probe_source(precision.probe_source);
+  response->set_precision_probe_rows(precision.probe_rows);
+  response->set_max_precision_deviation(precision.max_precision_deviation);
 }
 
 // A unary reactor that reports its completion to the service.
