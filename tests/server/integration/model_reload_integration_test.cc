@@ -74,6 +74,7 @@ std::vector<int64_t> Available(const v1::ListModelsResponse& list,
 // Fails the test unless the loop had no error, no wrong output and no old
 // weights answering after new ones on any thread.
 void ExpectCleanLoop(const CallLoop& loop) {
+  ::testing::Test::RecordProperty("calls", loop.Summary());
   EXPECT_EQ(loop.errors(), 0) << loop.Summary();
   EXPECT_EQ(loop.mismatches(), 0) << loop.Summary();
   EXPECT_EQ(loop.order_violations(), 0) << loop.Summary();
