@@ -1,6 +1,7 @@
 // In-process tests of InferenceService: a real grpc::Server on loopback
-// (port chosen by the OS) with the service, a ModelManager over a temporary
-// repository, and the generated stub as client.
+// (port chosen by the OS) with the service, a Scheduler, and a ModelRegistry
+// filled by a ModelLifecycle from a temporary repository; the generated stub
+// is the client.
 #include "server/frontend/inference_service.h"
 
 #include <latch>
@@ -12,6 +13,9 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "server/lifecycle/model_lifecycle.h"
+#include "server/lifecycle/model_registry.h"
+#include "server/scheduling/scheduler.h"
 #include "tests/server/frontend/service_test_util.h"
 #include "tests/util/model_builder.h"
 #include "tests/util/reference.h"
@@ -24,7 +28,7 @@ using nnserve::testing::FillRandomInput;
 using nnserve::testing::RandomModel;
 using nnserve::testing::ScopedTempDir;
 using nnserve::testing::TensorFloats;
-using nnserve::testing::WriteAndLoadModel;
+using nnserve::testing::WriteModelDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -40,21 +44,26 @@ class InferenceServiceTest : public ::testing::Test {
     model_.config.mutable_output()->add_labels("cat");
     model_.config.mutable_output()->add_labels("dog");
     model_.config.mutable_output()->add_labels("eel");
-    ASSERT_NO_FATAL_FAILURE(
-        WriteAndLoadModel(repo_.path(), model_, &metrics_, &manager_));
+    WriteModelDir(repo_.path(), model_, 1,
+                  nnserve::testing::FileFormat::kSafetensors,
+                  engine::DType::kF32);
   }
 
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-    if (pool_) pool_->Shutdown();
-  }
+  void TearDown() override { StopServer(); }
 
+  // Builds scheduler → registry → lifecycle (loads the repository) →
+  // service → gRPC server.
   void StartServer(ServiceOptions options,
-                   InferencePool::Options pool = {
-                       .threads = 2, .intra_op_threads = 1, .max_queue = 64}) {
-    pool_ = std::make_unique<InferencePool>(pool);
-    service_ = std::make_unique<InferenceService>(manager_.get(), pool_.get(),
-                                                  &metrics_, options);
+                   Scheduler::Options scheduling = {.threads = 2}) {
+    StopServer();
+    scheduler_ = std::make_unique<Scheduler>(scheduling);
+    registry_ = std::make_unique<ModelRegistry>(&metrics_);
+    lifecycle_ = std::make_unique<ModelLifecycle>(
+        ModelLifecycle::Options{.repository = repo_.path()}, registry_.get(),
+        scheduler_.get(), &metrics_);
+    ASSERT_TRUE(lifecycle_->Start().ok());
+    service_ = std::make_unique<InferenceService>(
+        registry_.get(), scheduler_.get(), &metrics_, options);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
@@ -66,6 +75,44 @@ class InferenceServiceTest : public ::testing::Test {
     stub_ = v1::Inference::NewStub(
         grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
                             grpc::InsecureChannelCredentials()));
+  }
+
+  void StopServer() {
+    if (server_) server_->Shutdown();
+    server_.reset();
+    if (lifecycle_) lifecycle_->Stop();
+    if (scheduler_) scheduler_->Shutdown();
+    service_.reset();
+    lifecycle_.reset();
+    registry_.reset();
+    scheduler_.reset();
+  }
+
+  // Occupies the scheduler's worker (run with threads = 1): a call on a
+  // queue of its own whose completion waits for `release`. Returns once the
+  // worker holds it.
+  void HoldWorker(std::latch* release) {
+    auto served = registry_->Find("clf", 0);
+    ASSERT_TRUE(served.ok());
+    blocker_queue_ = scheduler_->CreateQueue((*served)->model, {}, nullptr,
+                                             nullptr, "blocker");
+    blocker_input_.assign(kInputs, 0.5f);
+    blocker_output_.assign(3, 0.0f);
+    std::latch started(1);
+    ASSERT_TRUE(scheduler_
+                    ->Submit(blocker_queue_,
+                             InferenceCall{
+                                 .input = blocker_input_,
+                                 .rows = 1,
+                                 .output = blocker_output_,
+                                 .done =
+                                     [&started, release](absl::Status status) {
+                                       EXPECT_TRUE(status.ok());
+                                       started.count_down();
+                                       release->wait();
+                                     }})
+                    .ok());
+    started.wait();
   }
 
   v1::PredictRequest Request(int64_t rows, bool raw, uint32_t seed = 1) {
@@ -119,17 +166,21 @@ class InferenceServiceTest : public ::testing::Test {
   ScopedTempDir repo_{"inference_service_test"};
   RandomModel model_;
   ServerMetrics metrics_{"test"};
-  std::unique_ptr<ModelManager> manager_;
-  std::unique_ptr<InferencePool> pool_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<ModelLifecycle> lifecycle_;
   std::unique_ptr<InferenceService> service_;
+  std::shared_ptr<ModelQueue> blocker_queue_;
+  std::vector<float> blocker_input_;
+  std::vector<float> blocker_output_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Inference::Stub> stub_;
 };
 
-TEST_F(InferenceServiceTest, InlineAndPooledForwardsGiveTheReferenceResult) {
+TEST_F(InferenceServiceTest, InlineAndQueuedForwardsGiveTheReferenceResult) {
   for (int64_t inline_limit : {int64_t{1} << 40, int64_t{0}}) {
-    SCOPED_TRACE(inline_limit == 0 ? "pool" : "inline");
-    StartServer({.inline_work_limit = inline_limit});
+    SCOPED_TRACE(inline_limit == 0 ? "queued" : "inline");
+    StartServer({}, {.threads = 2, .inline_work_limit = inline_limit});
     for (bool raw : {false, true}) {
       for (int64_t rows : {1, 5}) {
         const v1::PredictRequest request = Request(rows, raw, 10 + rows);
@@ -143,8 +194,6 @@ TEST_F(InferenceServiceTest, InlineAndPooledForwardsGiveTheReferenceResult) {
         ExpectMatchesReference(request, response);
       }
     }
-    server_->Shutdown();
-    pool_->Shutdown();
   }
   EXPECT_EQ(RequestCount("clf", "Predict", "OK"), 8);
 }
@@ -214,24 +263,33 @@ TEST_F(InferenceServiceTest, ResponseOverTheMessageLimitIsRefusedUpFront) {
 }
 
 TEST_F(InferenceServiceTest, FullInferenceQueueIsResourceExhausted) {
-  StartServer({.inline_work_limit = 0},
-              {.threads = 1, .intra_op_threads = 1, .max_queue = 1});
-  std::latch started(1);
+  StartServer({},
+              {.threads = 1, .max_queued_calls = 1, .inline_work_limit = 0});
   std::latch release(1);
-  ASSERT_TRUE(pool_->TrySubmit([&] {
-    started.count_down();
-    release.wait();
-  }));
-  started.wait();
-  ASSERT_TRUE(pool_->TrySubmit([] {}));  // The queue is now full.
+  ASSERT_NO_FATAL_FAILURE(HoldWorker(&release));
+  // One call waits behind the held worker: the queue is now full.
+  const v1::PredictRequest first = Request(1, false, 3);
+  v1::PredictResponse first_response;
+  grpc::ClientContext first_context;
+  std::latch first_done(1);
+  grpc::Status first_status;
+  stub_->async()->Predict(&first_context, &first, &first_response,
+                          [&](grpc::Status status) {
+                            first_status = std::move(status);
+                            first_done.count_down();
+                          });
+  while (scheduler_->queued_calls() != 1) std::this_thread::yield();
+
   v1::PredictResponse response;
   grpc::ClientContext context;
   grpc::Status status = stub_->Predict(&context, Request(1, false), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("inference queue is full"));
   release.count_down();
-  // Once the worker has drained the queue, requests succeed again.
-  while (pool_->queued() != 0) std::this_thread::yield();
+  // The queued call is answered, and requests succeed again.
+  first_done.wait();
+  ASSERT_TRUE(first_status.ok()) << first_status.error_message();
+  ExpectMatchesReference(first, first_response);
   v1::PredictResponse ok_response;
   grpc::ClientContext ok_context;
   EXPECT_TRUE(
@@ -239,7 +297,7 @@ TEST_F(InferenceServiceTest, FullInferenceQueueIsResourceExhausted) {
 }
 
 TEST_F(InferenceServiceTest, BadRequestsDoNotAffectConcurrentGoodOnes) {
-  StartServer({.inline_work_limit = 0});
+  StartServer({}, {.threads = 2, .inline_work_limit = 0});
   std::vector<std::thread> threads;
   std::atomic<int> good_ok{0};
   std::atomic<int> bad_invalid{0};
@@ -273,15 +331,9 @@ TEST_F(InferenceServiceTest, BadRequestsDoNotAffectConcurrentGoodOnes) {
 }
 
 TEST_F(InferenceServiceTest, DrainRefusesNewCallsAndWaitsForInFlightOnes) {
-  StartServer({.inline_work_limit = 0},
-              {.threads = 1, .intra_op_threads = 1, .max_queue = 8});
-  std::latch started(1);
+  StartServer({}, {.threads = 1, .inline_work_limit = 0});
   std::latch release(1);
-  ASSERT_TRUE(pool_->TrySubmit([&] {
-    started.count_down();
-    release.wait();
-  }));
-  started.wait();
+  ASSERT_NO_FATAL_FAILURE(HoldWorker(&release));
   // A call that is in flight (queued behind the blocked worker).
   const v1::PredictRequest request = Request(2, false);
   v1::PredictResponse response;
@@ -293,7 +345,7 @@ TEST_F(InferenceServiceTest, DrainRefusesNewCallsAndWaitsForInFlightOnes) {
                             in_flight_status = std::move(status);
                             finished.count_down();
                           });
-  while (pool_->queued() != 1) std::this_thread::yield();
+  while (scheduler_->queued_calls() != 1) std::this_thread::yield();
 
   service_->BeginDrain();
   v1::PredictResponse refused;

@@ -1,7 +1,6 @@
-// Shared helpers for the in-process server tests (tests/server/
-// batcher_test.cc, inference_service_test.cc): writing and loading a model
-// repository into a ModelManager, building a random [rows, cols] input
-// tensor in either encoding, and reading a tensor's floats back.
+// Shared helpers for the in-process frontend tests
+// (inference_service_test.cc): building a random [rows, cols] input tensor
+// in either encoding, and reading a tensor's floats back.
 //
 // Header-only, like integration_fixture.h (which serves the tests that run
 // the real binary). Nothing here keeps state; each function works on what
@@ -18,27 +17,9 @@
 #include "engine/model.h"
 #include "gtest/gtest.h"
 #include "nnserve/v1/inference.pb.h"
-#include "server/observability/metrics.h"
-#include "server/lifecycle/model_manager.h"
 #include "tests/util/model_builder.h"
 
 namespace nnserve::testing {
-
-// Writes `model` as version 1 (safetensors, f32) into `repository`, then
-// makes `*manager` a ModelManager over it with every model loaded. Fails
-// the test (fatally: wrap the call in ASSERT_NO_FATAL_FAILURE) when either
-// step fails.
-inline void WriteAndLoadModel(const std::filesystem::path& repository,
-                              const RandomModel& model,
-                              server::ServerMetrics* metrics,
-                              std::unique_ptr<server::ModelManager>* manager) {
-  WriteModelDir(repository, model, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
-  auto created = server::ModelManager::Create(repository, metrics, false);
-  ASSERT_TRUE(created.ok()) << created.status();
-  *manager = *std::move(created);
-  ASSERT_TRUE((*manager)->LoadAll(engine::EngineOptions{}).ok());
-}
 
 // Fills `tensor` with shape [rows, cols] and random values in [-2, 2]
 // (RandomValues with `seed`), as raw bytes when `raw`, else as values.
