@@ -19,7 +19,7 @@ import unittest
 
 import numpy as np
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 EXAMPLE = os.path.join(ROOT, "client", "python", "nnserve_client.py")
 MODELS = os.path.join(ROOT, "models")
 sys.path.insert(0, os.path.join(ROOT, "tools"))
