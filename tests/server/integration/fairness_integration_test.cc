@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tests/server/integration/lifecycle_fixture.h"
+#include "tests/server/integration/call_loop.h"
 
 namespace nnserve::testing {
 namespace {
