@@ -121,6 +121,10 @@ void SummaryReporter::Finalize() {
         std::minmax_element(s.ratio.begin(), s.ratio.end());
     const double ratio_swing = *high / *low;
     std::string note;
+    if (spread > targets_.max_spread ||
+        ratio_swing > targets_.max_ratio_swing) {
+      noisy_cases_.insert(key);
+    }
     if (spread > targets_.max_spread) {
       note = absl::StrFormat(
           "NOISY: p75/p25 %.1f, preempted forwards; not judged", spread);
@@ -193,14 +197,20 @@ void SummaryReporter::PrintSpeedups(std::ostream& out) {
                              "bf16_x", "int8_us", "int8_x", "note");
       header = true;
     }
+    CaseKey bf16_key = key, int8_key = key;
+    bf16_key.precision = "BF16";
+    int8_key.precision = "INT8";
+    const bool noisy = noisy_cases_.contains(key) ||
+                       noisy_cases_.contains(bf16_key) ||
+                       noisy_cases_.contains(int8_key);
     const bool judged_throughput =
-        key.batch >= targets_.speedup_min_batch &&
+        !noisy && key.batch >= targets_.speedup_min_batch &&
         std::find(targets_.speedup_models.begin(),
                   targets_.speedup_models.end(),
                   key.model) != targets_.speedup_models.end();
     const bool judged_latency =
-        key.batch == 1 && key.model == targets_.latency_model;
-    std::string note;
+        !noisy && key.batch == 1 && key.model == targets_.latency_model;
+    std::string note = noisy ? "NOISY: not judged" : "";
     auto check = [&](const char* name, double us, double min_speedup,
                      double max_fraction) {
       if (us <= 0) return;

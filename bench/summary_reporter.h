@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -86,8 +87,10 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   Targets targets_;
   std::map<std::string, CaseKey> by_name_;
   std::map<CaseKey, Samples> cases_;
-  std::vector<CaseKey> order_;  // Registration order, for the table.
-  // The speed-up table (after the main one); counts its misses.
+  std::vector<CaseKey> order_;     // Registration order, for the table.
+  std::set<CaseKey> noisy_cases_;  // Filled by Finalize.
+  // The speed-up table (after the main one); counts its misses. Rows with a
+  // noisy or failed case are shown but not judged.
   void PrintSpeedups(std::ostream& out);
 
   int misses_ = 0;
