@@ -36,9 +36,11 @@ class ErrorsIntegrationTest : public SharedServerTest<ErrorsIntegrationTest> {
     WriteModelDir(repo_->path(),
                   BuildRandomModel("small", 4, small, WeightLayout::kOutIn, 1),
                   1, FileFormat::kSafetensors, engine::DType::kF32);
-    WriteModelDir(repo_->path(),
-                  BuildRandomModel("small", 4, small, WeightLayout::kOutIn, 2),
-                  2, FileFormat::kSafetensors, engine::DType::kF32);
+    RandomModel small2 =
+        BuildRandomModel("small", 4, small, WeightLayout::kOutIn, 2);
+    small2.config.mutable_version_policy()->mutable_all();  // Serve 1 and 2.
+    WriteModelDir(repo_->path(), small2, 2, FileFormat::kSafetensors,
+                  engine::DType::kF32);
     WriteModelDir(
         repo_->path(),
         BuildRandomModel("other", 3, {LayerDef(2, Activation::kIdentity)},

@@ -111,6 +111,7 @@ TEST(ModelInfoIntegrationTest, DescribesEveryVersionAndListsAllModels) {
   for (RandomModel* m : {&first, &third}) {
     m->config.mutable_output()->add_labels("yes");
     m->config.mutable_output()->add_labels("no");
+    m->config.mutable_version_policy()->mutable_all();  // Both versions.
   }
   const RandomModel plain = BuildRandomModel(
       "plain", 4, {LayerDef(2, Activation::kIdentity, /*bias=*/false)},
