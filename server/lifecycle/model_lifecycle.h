@@ -1,9 +1,11 @@
 // ModelLifecycle: decides which model versions are served and loads and
 // unloads them while the server runs (TF Serving's "manager"; Triton's
 // model control modes). It reads the repository (repository_scan.h), loads
-// versions off the gRPC and inference threads on its own loader thread(s),
-// and publishes them in the ModelRegistry, the only place requests look
-// versions up.
+// versions off the gRPC and inference threads on its own loader thread(s)
+// (version_sync.h has the per-model rules), and publishes them in the
+// ModelRegistry, the only place requests look versions up. Which versions
+// of a model serve is its config's version_policy (latest N, default 1;
+// all; specific).
 //
 // Control modes (--model-control-mode):
 //   none      load every model at start-up; nothing changes afterwards.
@@ -18,7 +20,10 @@
 // step. Old versions are dropped only after their replacements serve
 // (availability first). A load that fails changes nothing that was serving:
 // the version is listed FAILED with the validation message and retried when
-// its files change. At most `load_threads` models load at once.
+// its files change (size, mtime or inode of config.pbtxt or of a file in
+// the version directory). A directory that disappears is unloaded. At most
+// `load_threads` models load at once, each one version at a time, so memory
+// holds at most `load_threads` extra model copies during reloads.
 //
 // Thread-safe. Start() once, then any method from any thread; Stop() (also
 // run by the destructor) joins the lifecycle's threads. The registry,
@@ -72,8 +77,12 @@ class ModelLifecycle {
   ~ModelLifecycle();
 
   // Scans the repository and loads what the mode selects, blocking until
-  // done; then starts the poll thread (kPoll). Errors: an unreadable
-  // repository, or (see allow_load_failures) a failed load.
+  // done (requests meanwhile get UNAVAILABLE "still loading"); then starts
+  // the poll thread (kPoll). Errors: a missing or unreadable repository; in
+  // kNone a repository without model directories, a failed load (unless
+  // allow_load_failures) or no version served at all; in kExplicit a
+  // `startup_models` name without a directory. A directory with an invalid
+  // model name is listed FAILED and never fails Start().
   absl::Status Start();
 
   // kPoll: rescan now (SIGHUP). Returns at once; the scan runs on the
@@ -81,16 +90,19 @@ class ModelLifecycle {
   void Rescan();
 
   // kExplicit: (re)load `model` from the repository, with its version
-  // policy; `done` receives OK once the versions serve, NOT_FOUND if the
-  // repository has no such model directory, the validation error
-  // (INVALID_ARGUMENT / FAILED_PRECONDITION) if a version failed to load.
-  // In other modes `done` gets FAILED_PRECONDITION naming the mode. `done`
-  // runs on a lifecycle thread (or inline for immediate errors).
+  // policy: versions whose files changed since they loaded are reloaded,
+  // failed ones are retried (changed or not), unchanged served ones stay.
+  // `done` receives OK once every selected version serves, NOT_FOUND if
+  // the repository has no such model directory, the validation error
+  // (INVALID_ARGUMENT, or FAILED_PRECONDITION for e.g. a missing file) if
+  // a version failed to load; what served before keeps serving. In other
+  // modes `done` gets FAILED_PRECONDITION naming the mode. `done` runs on
+  // a lifecycle thread (or inline for immediate errors).
   void LoadModel(std::string model,
                  absl::AnyInvocable<void(absl::Status) &&> done);
-  // kExplicit: stop serving every version of `model` (in-flight calls
-  // finish on the old versions). NOT_FOUND if the model is neither served
-  // nor in the repository.
+  // kExplicit: stop serving and listing every version of `model`
+  // (in-flight calls finish on the old versions). OK if the model is in the
+  // repository but not served; NOT_FOUND if it is neither.
   void UnloadModel(std::string model,
                    absl::AnyInvocable<void(absl::Status) &&> done);
 
