@@ -6,3 +6,5 @@ NNSERVE_WITH_CONTAINERS=1 scripts/install-deps.sh   # the suite includes the pod
 scripts/build.sh
 BUILD_DIR=${BUILD_DIR:-build}
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" "$@"
+# ThreadSanitizer stage: engine, scheduling and lifecycle tests (build-tsan/).
+scripts/tsan.sh
