@@ -195,7 +195,7 @@ std::unique_ptr<BatchPlan> BatchPlan::Build(int64_t rows, Precision precision,
 
 MemorySet* BatchPlan::Acquire() const {
   {
-    absl::MutexLock lock(&pool_mu_);
+    std::lock_guard<std::mutex> lock(pool_mu_);
     if (!free_.empty()) {
       MemorySet* set = free_.back();
       free_.pop_back();
@@ -232,14 +232,14 @@ MemorySet* BatchPlan::Acquire() const {
     set->entry_scratch = optional_memory(entry_scratch_md_);
   }
   MemorySet* raw = set.get();
-  absl::MutexLock lock(&pool_mu_);
+  std::lock_guard<std::mutex> lock(pool_mu_);
   all_.push_back(std::move(set));
   free_.reserve(all_.size());
   return raw;
 }
 
 void BatchPlan::Release(MemorySet* set) const {
-  absl::MutexLock lock(&pool_mu_);
+  std::lock_guard<std::mutex> lock(pool_mu_);
   free_.push_back(set);  // Capacity reserved in Acquire: no allocation.
 }
 
