@@ -202,7 +202,8 @@ TEST_F(OrderTest, ADelayedQueueWhoseDelayPassedTakesItsTurnDuringAFlood) {
 }
 
 TEST_F(OrderTest, ShutdownAnswersEveryQueuedCallIncludingDelayedOnes) {
-  auto queue_a = Queue(a_, {.max_batch_rows = 4});
+  // Room for the probes below (max_queued_calls is 1024).
+  auto queue_a = Queue(a_, {.max_batch_rows = 4, .max_queue_size = 4096});
   auto queue_b = Queue(b_, {.merge = false, .max_batch_rows = 4});
   auto queue_c =
       Queue(c_, {.max_batch_rows = 64, .max_queue_delay_us = kHourUs});
@@ -225,7 +226,7 @@ TEST_F(OrderTest, ShutdownAnswersEveryQueuedCallIncludingDelayedOnes) {
       calls_.pop_back();
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   EXPECT_EQ(probe_status.code(), absl::StatusCode::kUnavailable)
       << probe_status;
