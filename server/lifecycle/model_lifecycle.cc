@@ -134,14 +134,14 @@ class ModelLifecycle::Impl {
   // Set by Start() in strict mode after the first failure: loads still
   // queued are skipped.
   std::atomic<bool> abort_loads_{false};
-  std::vector<std::thread> loaders_;
-  std::thread poller_;
-  bool started_ = false;  // Start/Stop run on the owner's thread.
-  bool stopped_ = false;
+  // Creating (Start) and joining (Stop) the threads.
+  absl::Mutex threads_mutex_;
+  std::vector<std::thread> loaders_ ABSL_GUARDED_BY(threads_mutex_);
+  std::thread poller_ ABSL_GUARDED_BY(threads_mutex_);
+  bool stopped_ ABSL_GUARDED_BY(threads_mutex_) = false;
 };
 
 absl::Status ModelLifecycle::Impl::Start() {
-  started_ = true;
   absl::StatusOr<std::vector<ScannedModel>> scan = scanner_.ScanAll();
   if (!scan.ok()) return scan.status();
   const ModelControlMode mode = options_.mode;
@@ -188,9 +188,12 @@ absl::Status ModelLifecycle::Impl::Start() {
   };
   std::vector<Outcome> outcomes(models.size());
   absl::BlockingCounter pending(static_cast<int>(models.size()));
-  const int threads = std::max(1, options_.load_threads);
-  for (int i = 0; i < threads; ++i) {
-    loaders_.emplace_back([this] { LoaderLoop(); });
+  {
+    absl::MutexLock lock(&threads_mutex_);
+    if (stopped_) return absl::UnavailableError("the lifecycle was stopped");
+    for (int i = 0; i < std::max(1, options_.load_threads); ++i) {
+      loaders_.emplace_back([this] { LoaderLoop(); });
+    }
   }
   for (size_t i = 0; i < models.size(); ++i) {
     outcomes[i].invalid_name = models[i].invalid_name;
@@ -238,7 +241,8 @@ absl::Status ModelLifecycle::Impl::Start() {
     }
   }
   if (mode == ModelControlMode::kPoll) {
-    poller_ = std::thread([this] { PollLoop(); });
+    absl::MutexLock lock(&threads_mutex_);
+    if (!stopped_) poller_ = std::thread([this] { PollLoop(); });
   }
   return absl::OkStatus();
 }
@@ -407,6 +411,7 @@ void ModelLifecycle::Impl::PollLoop() {
 }
 
 void ModelLifecycle::Impl::Stop() {
+  absl::MutexLock threads_lock(&threads_mutex_);
   if (stopped_) return;
   stopped_ = true;
   std::deque<Task> abandoned;

@@ -167,10 +167,15 @@ ScannedModel RepositoryScanner::Scan(const std::string& name) {
     model.status = directory.status();
     auto present = engine::ListVersions(model.dir);
     if (present.ok()) model.present = *std::move(present);
+    // ListVersions also fails for "no version directory": known then too.
+    std::error_code ec;
+    fs::directory_iterator listable(model.dir, ec);
+    model.present_known = present.ok() || !ec;
     return model;
   }
   model.config = std::move(directory->config);
   model.present = std::move(directory->versions);
+  model.present_known = true;
   const std::vector<int64_t> selected =
       SelectVersions(model.config.version_policy(), model.present);
   if (model.config.version_policy().has_specific()) {

@@ -44,7 +44,8 @@ struct FileStamp {
   uint64_t inode = 0;
   bool operator==(const FileStamp&) const = default;
 };
-// Stamps sorted by name; equal fingerprints = unchanged files.
+// config.pbtxt's stamp, then the version directory's entries by name;
+// equal fingerprints = unchanged files.
 using Fingerprint = std::vector<FileStamp>;
 
 struct ScannedVersion {
@@ -62,8 +63,10 @@ struct ScannedModel {
   bool invalid_name = false;  // status says the name is invalid.
   v1::ModelConfig config;     // Valid when status is OK.
   // Every version directory present, ascending (also when status is not
-  // OK, as far as they could be listed).
+  // OK); `present_known` is false if the model directory could not be
+  // listed (then `present` says nothing).
   std::vector<int64_t> present;
+  bool present_known = false;
   // The versions the policy selects, ascending (empty unless status is OK).
   std::vector<ScannedVersion> selected;
 };

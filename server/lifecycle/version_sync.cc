@@ -44,6 +44,8 @@ absl::Status VersionSync::Sync(const ScannedModel& scan, ModelSyncState& state,
       registry_->SetModelError(name, error);
       state.model_error = error;
     }
+    // Versions whose directories are gone go even so.
+    if (scan.present_known) DropUnselected(scan, state, /*gone_only=*/true);
     return scan.status;
   }
   if (!state.model_error.empty()) {
@@ -91,16 +93,16 @@ absl::Status VersionSync::Sync(const ScannedModel& scan, ModelSyncState& state,
     state.failed.erase(version->version);
   }
 
-  DropUnselected(scan, state);
+  DropUnselected(scan, state, /*gone_only=*/false);
   return first_error;
 }
 
 void VersionSync::DropUnselected(const ScannedModel& scan,
-                                 ModelSyncState& state) {
+                                 ModelSyncState& state, bool gone_only) {
   const std::string& name = scan.name;
   // A directory that is gone: at once; a version the policy no longer
-  // selects: once every selected version serves.
-  bool all_selected_serve = true;
+  // selects: once every selected version serves (never with `gone_only`).
+  bool all_selected_serve = !gone_only;
   std::set<int64_t> selected;
   for (const ScannedVersion& version : scan.selected) {
     selected.insert(version.version);
@@ -114,7 +116,7 @@ void VersionSync::DropUnselected(const ScannedModel& scan,
   for (auto it = state.served.begin(); it != state.served.end();) {
     const int64_t version = it->first;
     const bool gone = !present(version);
-    if (selected.contains(version) || (!gone && !all_selected_serve)) {
+    if (!gone && (selected.contains(version) || !all_selected_serve)) {
       ++it;
       continue;
     }
@@ -124,7 +126,7 @@ void VersionSync::DropUnselected(const ScannedModel& scan,
     it = state.served.erase(it);
   }
   for (auto it = state.failed.begin(); it != state.failed.end();) {
-    if (selected.contains(it->first)) {
+    if (present(it->first) && (gone_only || selected.contains(it->first))) {
       ++it;
       continue;
     }

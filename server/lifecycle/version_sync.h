@@ -16,7 +16,8 @@
 //     the policy no longer selects is dropped only once every selected
 //     version serves.
 //   - A model-wide error (bad config, ...) is listed as the model's FAILED
-//     version 0, logged once, and leaves the served versions alone.
+//     version 0, logged once, and leaves the served versions alone (except
+//     those whose directory is gone).
 //
 // Thread-compatible per model: the caller runs at most one call for a
 // given model at a time (different models may sync concurrently). The
@@ -79,8 +80,10 @@ class VersionSync {
   // Loads one version and prepares it to serve (queue, metrics).
   absl::StatusOr<std::shared_ptr<const ServedVersion>> LoadOne(
       const ScannedModel& scan, int64_t version);
-  // Drops versions (see the rules above) after the loads of a sync.
-  void DropUnselected(const ScannedModel& scan, ModelSyncState& state);
+  // Drops versions (see the rules above) after the loads of a sync; with
+  // `gone_only`, only those whose directory is gone.
+  void DropUnselected(const ScannedModel& scan, ModelSyncState& state,
+                      bool gone_only);
 
   const Options options_;
   ModelRegistry* const registry_;

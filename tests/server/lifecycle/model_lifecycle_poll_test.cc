@@ -144,6 +144,25 @@ TEST_F(LifecycleTest, BrokenConfigKeepsServingUntilItIsFixed) {
   EXPECT_TRUE(ComputesLike(*reloaded, m));
 }
 
+TEST_F(LifecycleTest, RemovedVersionGoesEvenWhileTheConfigIsBroken) {
+  auto m = Model("alpha", 1);
+  m.config.mutable_version_policy()->mutable_all();
+  repo_.AddModel(m.config, {{1, m.tensors}, {2, m.tensors}});
+  auto lifecycle = Make(ModelControlMode::kPoll);
+  ASSERT_TRUE(lifecycle->Start().ok());
+  ASSERT_THAT(registry_.AvailableVersions("alpha"), ElementsAre(1, 2));
+
+  repo_.ReplaceFile("alpha/config.pbtxt", "not a config");
+  testing::RenameOrThrow(repo_.ModelDir("alpha") / "1",
+                         repo_.NewStagingDir() / "1");
+  lifecycle->Rescan();
+  ASSERT_TRUE(WaitFor([&] {
+    return registry_.AvailableVersions("alpha") == std::vector<int64_t>{2};
+  }));
+  EXPECT_EQ(Listed("alpha", 0).state(), v1::ModelVersionStatus::FAILED);
+  EXPECT_EQ(ServingVersion("alpha"), 2);
+}
+
 TEST_F(LifecycleTest, PolicyChangesAddAndDropVersions) {
   auto m = Model("alpha", 1);
   repo_.AddModel(m.config, {{1, m.tensors}, {2, m.tensors}, {3, m.tensors}});
