@@ -16,6 +16,11 @@ EXPORTED = {
     "nnserve_inference_rows_total": "counter",  # {model,version}
     "nnserve_model_loaded": "gauge",  # {model,version}
     "nnserve_build_info": "gauge",  # {version}
+    "nnserve_model_load_duration_seconds": "histogram",  # {model}
+    "nnserve_model_loads_total": "counter",  # {model,result}
+    "nnserve_queue_duration_seconds": "histogram",  # {model}
+    "nnserve_batch_rows": "histogram",  # {model}
+    "nnserve_queue_size": "gauge",  # {model}
     "process_resident_memory_bytes": "gauge",
     "process_cpu_seconds_total": "counter",
     "process_start_time_seconds": "gauge",
