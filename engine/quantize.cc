@@ -3,7 +3,8 @@
 // ValueRange and QuantizeU8 run on every INT8 forward pass (once per layer),
 // so they have an AVX-512 version chosen at run time by CPUID; INT8 only
 // runs on CPUs with VNNI, which all have AVX-512F. The scalar versions give
-// bit-identical results (same rounding: half to even) on other CPUs.
+// bit-identical results (same rounding: half to even) on other CPUs. Large
+// batches are split over the calling thread's OpenMP team.
 #include "engine/quantize.h"
 
 // GCC 12's AVX-512 intrinsics build "undefined" vectors from themselves
@@ -15,6 +16,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -98,14 +100,55 @@ QuantizedWeights QuantizePerChannel(std::span<const float> weights,
   return q;
 }
 
-Range ValueRange(std::span<const float> values) {
-  if (HasAvx512()) return ValueRangeAvx512(values.data(), values.size());
+namespace {
+
+// Below this many values one thread does the pass (an OpenMP region costs a
+// few µs to wake); above it, the calling thread's OpenMP team (the model's
+// intra_op_threads) splits it, as oneDNN splits the matmul.
+constexpr size_t kParallelValues = size_t{1} << 16;
+constexpr size_t kChunk = size_t{1} << 14;  // Multiple of 16.
+
+Range ValueRangeSerial(const float* x, size_t n) {
+  if (HasAvx512()) return ValueRangeAvx512(x, n);
   Range range;
-  for (float v : values) {
-    range.lo = std::min(range.lo, v);
-    range.hi = std::max(range.hi, v);
+  for (size_t i = 0; i < n; ++i) {
+    range.lo = std::min(range.lo, x[i]);
+    range.hi = std::max(range.hi, x[i]);
   }
   return range;
+}
+
+void QuantizeU8Serial(const float* x, size_t n, float inv, float zp,
+                      uint8_t* out) {
+  if (HasAvx512()) {
+    QuantizeU8Avx512(x, n, inv, zp, out);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    // fma as in the AVX-512 path, so both round identically.
+    const float v = std::clamp(std::fma(x[i], inv, zp), 0.0f, 255.0f);
+    out[i] = static_cast<uint8_t>(std::nearbyint(v));
+  }
+}
+
+}  // namespace
+
+Range ValueRange(std::span<const float> values) {
+  const size_t n = values.size();
+  if (n < kParallelValues || omp_get_max_threads() == 1) {
+    return ValueRangeSerial(values.data(), n);
+  }
+  const int64_t chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+  float lo = 0, hi = 0;
+#pragma omp parallel for reduction(min : lo) reduction(max : hi)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t first = static_cast<size_t>(c) * kChunk;
+    const Range r =
+        ValueRangeSerial(values.data() + first, std::min(kChunk, n - first));
+    lo = std::min(lo, r.lo);
+    hi = std::max(hi, r.hi);
+  }
+  return {lo, hi};
 }
 
 U8Quantization ChooseU8Quantization(Range range, bool use_zero_point) {
@@ -124,14 +167,17 @@ U8Quantization ChooseU8Quantization(Range range, bool use_zero_point) {
 void QuantizeU8(std::span<const float> values, U8Quantization q, uint8_t* out) {
   const float inv = 1.0f / q.scale;
   const float zp = static_cast<float>(q.zero_point);
-  if (HasAvx512()) {
-    QuantizeU8Avx512(values.data(), values.size(), inv, zp, out);
+  const size_t n = values.size();
+  if (n < kParallelValues || omp_get_max_threads() == 1) {
+    QuantizeU8Serial(values.data(), n, inv, zp, out);
     return;
   }
-  for (size_t i = 0; i < values.size(); ++i) {
-    // fma as in the AVX-512 path, so both round identically.
-    const float v = std::clamp(std::fma(values[i], inv, zp), 0.0f, 255.0f);
-    out[i] = static_cast<uint8_t>(std::nearbyint(v));
+  const int64_t chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+#pragma omp parallel for
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t first = static_cast<size_t>(c) * kChunk;
+    QuantizeU8Serial(values.data() + first, std::min(kChunk, n - first), inv,
+                     zp, out + first);
   }
 }
 

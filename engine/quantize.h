@@ -4,7 +4,8 @@
 // - Weights (INT8, at load): symmetric per-output-channel s8 quantization.
 // - Activations (INT8, per call): the range of a batch, the u8 scale and zero
 //   point chosen from it, and the quantization itself (AVX-512 when the CPU
-//   has it, a scalar loop with identical results otherwise).
+//   has it, a scalar loop with identical results otherwise; passes over
+//   64 Ki values or more use the calling thread's OpenMP threads).
 // - bf16 -> f32 widening (for the load-time deviation probe).
 //
 // Stateless functions over caller-owned buffers; thread-safe.

@@ -2,6 +2,8 @@
 // the deviation measures of the accuracy probe (engine/probe.h).
 #include "engine/quantize.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -100,6 +102,29 @@ TEST(QuantizeU8Test, RoundsHalfToEvenAndSaturates) {
   QuantizeU8(ties, q, out);
   EXPECT_EQ(out[0], 10);
   EXPECT_EQ(out[1], 12);
+}
+
+// Passes over >= 64 Ki values are split over the OpenMP team: the same
+// answer as one thread, whatever the split.
+TEST(QuantizeU8Test, ParallelPassesEqualSerialOnes) {
+  std::vector<float> v = RandomValues((size_t{1} << 18) + 37, 3.0f, 12);
+  v[123457] = -9.5f;
+  v.back() = 11.25f;
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const Range serial_range = ValueRange(v);
+  const U8Quantization q = ChooseU8Quantization(serial_range, true);
+  std::vector<uint8_t> serial(v.size()), parallel(v.size());
+  QuantizeU8(v, q, serial.data());
+  omp_set_num_threads(2);
+  const Range parallel_range = ValueRange(v);
+  QuantizeU8(v, q, parallel.data());
+  omp_set_num_threads(threads);
+  EXPECT_EQ(serial_range.lo, -9.5f);
+  EXPECT_EQ(serial_range.hi, 11.25f);
+  EXPECT_EQ(parallel_range.lo, serial_range.lo);
+  EXPECT_EQ(parallel_range.hi, serial_range.hi);
+  EXPECT_EQ(parallel, serial);
 }
 
 TEST(Bf16ToFloatTest, WidensUpperHalves) {
