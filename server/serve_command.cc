@@ -1,6 +1,7 @@
 #include "server/serve_command.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -134,6 +135,13 @@ void LogSettings(const ServeOptions& o) {
 absl::Status RunServe(const ServeOptions& options) {
   SignalWaiter signals;
   LogSettings(options);
+  // Model weights and their oneDNN copies are large blocks that come and go
+  // with every reload. glibc raises its mmap threshold each time such a
+  // block is freed, after which those blocks live in the heap and their
+  // memory is kept after an unload (measured: RSS +22 MB over 12 reloads of
+  // a 7 MB model). A fixed threshold keeps every block of 1 MiB or more in
+  // its own mapping, returned to the OS the moment its version is freed.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
 
   // Metrics first, so load progress (nnserve_model_loaded) is observable.
   ServerMetrics metrics(options.build_version);
