@@ -342,13 +342,16 @@ void Scheduler::RunCalls(ModelQueue& queue,
 void Scheduler::Shutdown() {
   {
     absl::MutexLock lock(&mutex_);
-    if (stopping_) return;  // Joined (or being joined) by the first caller.
     stopping_ = true;
     stopped_.store(true, std::memory_order_relaxed);
     work_.SignalAll();
   }
-  // Workers leave only once every queue is empty.
-  for (std::thread& worker : workers_) worker.join();
+  // Workers leave only once every queue is empty. A concurrent second
+  // caller waits here until the first has joined them.
+  std::lock_guard<std::mutex> join(join_mutex_);
+  for (std::thread& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
 }
 
 }  // namespace nnserve::server

@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -171,7 +172,7 @@ class Scheduler {
                       InferenceCall call);
 
   // Stops accepting calls, runs every queued call, joins the workers.
-  // Idempotent.
+  // Idempotent; every caller returns once the workers are joined.
   void Shutdown();
 
   int threads() const { return options_.threads; }
@@ -217,6 +218,7 @@ class Scheduler {
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   // stopping_, readable without the lock (the inline path).
   std::atomic<bool> stopped_{false};
+  std::mutex join_mutex_;  // Serialises joining the workers.
   std::vector<std::thread> workers_;
 };
 
