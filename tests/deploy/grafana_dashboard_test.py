@@ -24,8 +24,8 @@ class MetricNameExtractionTest(unittest.TestCase):
     def test_reports_unknown_and_misspelled_metrics(self):
         self.assertEqual(
             metrics.unknown_metrics(
-                'rate(nnserve_request_total[1m]) + nnserve_queue_size'),
-            ["nnserve_queue_size", "nnserve_request_total"])
+                'rate(nnserve_request_total[1m]) + nnserve_queue_length'),
+            ["nnserve_queue_length", "nnserve_request_total"])
         self.assertEqual(metrics.unknown_metrics('nnserve_model_loaded_bucket'),
                          ["nnserve_model_loaded_bucket"])
 

@@ -57,7 +57,9 @@ class ConcurrencyIntegrationTest
                                            WeightLayout::kInOut, 10 + version),
                           version});
     }
-    for (const auto& [model, version] : *models_) {
+    for (auto& [model, version] : *models_) {
+      // Every version directory serves (the default policy: the newest).
+      model.config.mutable_version_policy()->mutable_all();
       WriteModelDir(repo_->path(), model, version, FileFormat::kSafetensors,
                     engine::DType::kF32);
     }

@@ -47,6 +47,8 @@ class PredictIntegrationTest : public SharedServerTest<PredictIntegrationTest> {
       for (const std::string& label : labels) {
         model.config.mutable_output()->add_labels(label);
       }
+      // Every version directory serves (the default policy: the newest).
+      model.config.mutable_version_policy()->mutable_all();
       WriteModelDir(repo_->path(), model, version, format, engine::DType::kF32);
       models_->push_back({std::move(model), version});
     };
