@@ -32,12 +32,6 @@ absl::Status DeadlineError(std::string_view method) {
       "the call's deadline passed before ", Sv(method), " could run"));
 }
 
-absl::Status DrainingError() {
-  return absl::UnavailableError(
-      "the server is shutting down and accepts no new calls; retry on "
-      "another replica");
-}
-
 void FillStats(const engine::TensorStats& stats, v1::TensorStats* out) {
   out->set_mean(stats.mean);
   out->set_std(stats.std);
@@ -120,51 +114,6 @@ void FillModelInfo(const engine::ModelInfo& info,
   response->set_max_precision_deviation(precision.max_precision_deviation);
 }
 
-// A unary reactor that reports its completion to the service.
-class InferenceService::CallReactor : public grpc::ServerUnaryReactor {
- public:
-  explicit CallReactor(InferenceService* service) : service_(service) {}
-  // OnDone is trivial and never blocks (a delete, an atomic decrement, and
-  // during a drain an uncontended mutex), so gRPC may run it inline instead
-  // of hopping to its executor thread — as it does for DefaultReactor. That
-  // hop measurably raised the per-call latency.
-  bool InternalInlineable() override { return true; }
-  void OnDone() override {
-    InferenceService* service = service_;
-    delete this;
-    service->CallDone();
-  }
-
- private:
-  InferenceService* const service_;
-};
-
-grpc::ServerUnaryReactor* InferenceService::NewReactor() {
-  in_flight_.fetch_add(1, std::memory_order_relaxed);
-  return new CallReactor(this);
-}
-
-void InferenceService::CallDone() {
-  if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
-      draining_.load(std::memory_order_acquire)) {
-    // Unlocking makes absl::Mutex re-evaluate WaitForIdle's condition.
-    absl::MutexLock lock(&idle_mutex_);
-  }
-}
-
-void InferenceService::BeginDrain() {
-  draining_.store(true, std::memory_order_release);
-}
-
-bool InferenceService::WaitForIdle(
-    std::chrono::system_clock::time_point deadline) {
-  absl::MutexLock lock(&idle_mutex_);
-  return idle_mutex_.AwaitWithDeadline(
-      absl::Condition(
-          +[](std::atomic<int64_t>* n) { return n->load() == 0; }, &in_flight_),
-      absl::FromChrono(deadline));
-}
-
 InferenceService::InferenceService(const ModelRegistry* registry,
                                    Scheduler* scheduler, ServerMetrics* metrics,
                                    const ServiceOptions& options)
@@ -177,7 +126,7 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
     grpc::CallbackServerContext* context, const v1::PredictRequest* request,
     v1::PredictResponse* response) {
   const Clock::time_point start = Clock::now();
-  grpc::ServerUnaryReactor* reactor = NewReactor();
+  grpc::ServerUnaryReactor* reactor = new TrackedReactor(&calls_);
   RequestMetrics* metrics = registry_->RequestMetricsFor(request->model());
   const auto finish = [&](const absl::Status& status) {
     Finish(reactor, metrics, Method::kPredict, start, status);
@@ -185,7 +134,7 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
   };
 
   // Decode.
-  if (draining_.load(std::memory_order_relaxed)) return finish(DrainingError());
+  if (calls_.draining()) return finish(CallTracker::DrainingError());
   if (DeadlinePassed(context)) return finish(DeadlineError("Predict"));
   auto served = registry_->Find(request->model(), request->version());
   if (!served.ok()) return finish(served.status());
@@ -239,11 +188,11 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfo(
     grpc::CallbackServerContext* context, const v1::ModelInfoRequest* request,
     v1::ModelInfoResponse* response) {
   const Clock::time_point start = Clock::now();
-  grpc::ServerUnaryReactor* reactor = NewReactor();
+  grpc::ServerUnaryReactor* reactor = new TrackedReactor(&calls_);
   RequestMetrics* metrics = registry_->RequestMetricsFor(request->model());
   absl::Status status;
-  if (draining_.load(std::memory_order_relaxed)) {
-    status = DrainingError();
+  if (calls_.draining()) {
+    status = CallTracker::DrainingError();
   } else if (DeadlinePassed(context)) {
     status = DeadlineError("ModelInfo");
   } else if (auto served =
@@ -263,10 +212,10 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(
     const v1::ListModelsRequest* /*request*/,
     v1::ListModelsResponse* response) {
   const Clock::time_point start = Clock::now();
-  grpc::ServerUnaryReactor* reactor = NewReactor();
+  grpc::ServerUnaryReactor* reactor = new TrackedReactor(&calls_);
   absl::Status status;
-  if (draining_.load(std::memory_order_relaxed)) {
-    status = DrainingError();
+  if (calls_.draining()) {
+    status = CallTracker::DrainingError();
   } else if (DeadlinePassed(context)) {
     status = DeadlineError("ListModels");
   } else {

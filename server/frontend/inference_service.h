@@ -9,13 +9,7 @@
 // of its version, or alone on a worker (see server/scheduling/scheduler.h).
 // The forward pass writes straight into the response's output tensor.
 //
-// Draining. grpc::Server::Shutdown(deadline) waits for every open call,
-// including grpc.health.v1 Watch streams that clients keep open forever, so
-// a plain Shutdown would always run to its deadline. Instead the service
-// counts its own calls (from handler entry to the reactor's OnDone):
-// BeginDrain() makes new calls fail fast with UNAVAILABLE, WaitForIdle()
-// returns once the calls in flight have completed, and only then is the
-// server shut down with an immediate deadline (ending the Watch streams).
+// Draining: see CallTracker (call_tracker.h); BeginDrain/WaitForIdle below.
 //
 // Thread-safe; handlers run concurrently on gRPC's callback threads. The
 // referenced ModelRegistry, Scheduler and ServerMetrics must outlive the
@@ -23,15 +17,14 @@
 #ifndef NNSERVE_SERVER_FRONTEND_INFERENCE_SERVICE_H_
 #define NNSERVE_SERVER_FRONTEND_INFERENCE_SERVICE_H_
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 
-#include "absl/synchronization/mutex.h"
 #include "engine/model.h"
 #include "grpcpp/grpcpp.h"
 #include "nnserve/v1/inference.grpc.pb.h"
+#include "server/frontend/call_tracker.h"
 #include "server/lifecycle/model_registry.h"
 #include "server/observability/metrics.h"
 #include "server/scheduling/scheduler.h"
@@ -63,23 +56,19 @@ class InferenceService final : public v1::Inference::CallbackService {
       v1::ListModelsResponse* response) override;
 
   // From now on, new calls are answered UNAVAILABLE without any work.
-  void BeginDrain();
+  void BeginDrain() { calls_.BeginDrain(); }
   // Blocks until no call of this service is in flight or `deadline` passes;
   // returns true if idle.
-  bool WaitForIdle(std::chrono::system_clock::time_point deadline);
+  bool WaitForIdle(std::chrono::system_clock::time_point deadline) {
+    return calls_.WaitForIdle(deadline);
+  }
 
  private:
-  class CallReactor;
-  // Starts tracking a call; the returned reactor ends tracking in OnDone.
-  grpc::ServerUnaryReactor* NewReactor();
-  void CallDone();
   const ModelRegistry* const registry_;
   Scheduler* const scheduler_;
   ServerMetrics* const metrics_;
   const ServiceOptions options_;
-  std::atomic<int64_t> in_flight_{0};
-  std::atomic<bool> draining_{false};
-  absl::Mutex idle_mutex_;  // Wakes WaitForIdle; guards no data.
+  CallTracker calls_;
 };
 
 // Fills a ModelInfoResponse from the engine's description of a model.

@@ -37,11 +37,7 @@ bool ShowsModelInRepository(const absl::Status& status, ModelControlMode mode) {
 absl::Status Admit(const grpc::CallbackServerContext& context, bool draining,
                    ModelControlMode mode, std::string_view method,
                    std::string_view model) {
-  if (draining) {
-    return absl::UnavailableError(
-        "the server is shutting down and accepts no new calls; retry on "
-        "another replica");
-  }
+  if (draining) return CallTracker::DrainingError();
   if (context.deadline() <= std::chrono::system_clock::now()) {
     return absl::DeadlineExceededError(absl::StrCat(
         "the call's deadline passed before ", Sv(method), " could run"));
@@ -66,10 +62,11 @@ absl::Status Admit(const grpc::CallbackServerContext& context, bool draining,
 
 // A unary reactor that finishes its call once, records the call's request
 // metrics and reports its completion to the service.
-class ModelRepositoryService::CallReactor : public grpc::ServerUnaryReactor {
+class ModelRepositoryService::CallReactor : public TrackedReactor {
  public:
   CallReactor(ModelRepositoryService* service, Method method, std::string model)
-      : service_(service),
+      : TrackedReactor(&service->calls_),
+        service_(service),
         method_(method),
         model_(std::move(model)),
         start_(Clock::now()) {}
@@ -89,14 +86,6 @@ class ModelRepositoryService::CallReactor : public grpc::ServerUnaryReactor {
     Finish(grpc_status);
   }
 
-  // OnDone only deletes and decrements (see InferenceService::CallReactor).
-  bool InternalInlineable() override { return true; }
-  void OnDone() override {
-    ModelRepositoryService* service = service_;
-    delete this;
-    service->CallDone();
-  }
-
  private:
   ModelRepositoryService* const service_;
   const Method method_;
@@ -108,43 +97,15 @@ ModelRepositoryService::ModelRepositoryService(ModelLifecycle* lifecycle,
                                                ServerMetrics* metrics)
     : lifecycle_(lifecycle), metrics_(metrics) {}
 
-ModelRepositoryService::CallReactor* ModelRepositoryService::NewReactor(
-    Method method, std::string model) {
-  in_flight_.fetch_add(1, std::memory_order_relaxed);
-  return new CallReactor(this, method, std::move(model));
-}
-
-void ModelRepositoryService::CallDone() {
-  if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
-      draining_.load(std::memory_order_acquire)) {
-    // Unlocking makes absl::Mutex re-evaluate WaitForIdle's condition.
-    absl::MutexLock lock(&idle_mutex_);
-  }
-}
-
-void ModelRepositoryService::BeginDrain() {
-  draining_.store(true, std::memory_order_release);
-}
-
-bool ModelRepositoryService::WaitForIdle(
-    std::chrono::system_clock::time_point deadline) {
-  absl::MutexLock lock(&idle_mutex_);
-  return idle_mutex_.AwaitWithDeadline(
-      absl::Condition(
-          +[](std::atomic<int64_t>* n) { return n->load() == 0; }, &in_flight_),
-      absl::FromChrono(deadline));
-}
-
 grpc::ServerUnaryReactor* ModelRepositoryService::Start(
     Method method, grpc::CallbackServerContext* context, std::string model,
     std::string* response_model,
     void (ModelLifecycle::*operation)(
         std::string, absl::AnyInvocable<void(absl::Status) &&>)) {
-  CallReactor* reactor = NewReactor(method, model);
+  auto* reactor = new CallReactor(this, method, model);
   const ModelControlMode mode = lifecycle_->mode();
   absl::Status admitted =
-      Admit(*context, draining_.load(std::memory_order_relaxed), mode,
-            MethodName(method), model);
+      Admit(*context, calls_.draining(), mode, MethodName(method), model);
   if (!admitted.ok()) {
     reactor->Complete(admitted, /*model_in_repository=*/false);
     return reactor;

@@ -16,10 +16,8 @@
 // validation error in explicit mode), else under "_unknown", so names that
 // callers invent never create series.
 //
-// Draining, as InferenceService: the service counts its calls from handler
-// entry to the reactor's OnDone; after BeginDrain() new calls are answered
-// UNAVAILABLE, and WaitForIdle() returns once the calls in flight (loads
-// included) have completed.
+// Draining: see CallTracker (call_tracker.h); WaitForIdle() returns once the
+// calls in flight, loads included, have completed.
 //
 // Thread-safe; handlers run concurrently on gRPC's callback threads and
 // completions on the lifecycle's threads. The ModelLifecycle and
@@ -29,16 +27,15 @@
 #ifndef NNSERVE_SERVER_FRONTEND_REPOSITORY_SERVICE_H_
 #define NNSERVE_SERVER_FRONTEND_REPOSITORY_SERVICE_H_
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "nnserve/v1/model_repository.grpc.pb.h"
+#include "server/frontend/call_tracker.h"
 #include "server/lifecycle/model_lifecycle.h"
 #include "server/observability/metrics.h"
 
@@ -58,15 +55,15 @@ class ModelRepositoryService final
       v1::UnloadModelResponse* response) override;
 
   // From now on, new calls are answered UNAVAILABLE without any work.
-  void BeginDrain();
+  void BeginDrain() { calls_.BeginDrain(); }
   // Blocks until no call of this service is in flight or `deadline` passes;
   // returns true if idle.
-  bool WaitForIdle(std::chrono::system_clock::time_point deadline);
+  bool WaitForIdle(std::chrono::system_clock::time_point deadline) {
+    return calls_.WaitForIdle(deadline);
+  }
 
  private:
   class CallReactor;
-  // Starts tracking a call; the returned reactor ends tracking in OnDone.
-  CallReactor* NewReactor(Method method, std::string model);
   // Both handlers: admits the call, runs `operation` (LoadModel or
   // UnloadModel) on `model`, and on success writes the model's name to
   // `response_model` before finishing.
@@ -75,13 +72,10 @@ class ModelRepositoryService final
       std::string* response_model,
       void (ModelLifecycle::*operation)(
           std::string, absl::AnyInvocable<void(absl::Status) &&>));
-  void CallDone();
 
   ModelLifecycle* const lifecycle_;
   ServerMetrics* const metrics_;
-  std::atomic<int64_t> in_flight_{0};
-  std::atomic<bool> draining_{false};
-  absl::Mutex idle_mutex_;  // Wakes WaitForIdle; guards no data.
+  CallTracker calls_;
 };
 
 }  // namespace nnserve::server
