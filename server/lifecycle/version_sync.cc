@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/precision.h"
 #include "engine/repository.h"
 #include "server/observability/logging.h"
 #include "spdlog/spdlog.h"
@@ -164,7 +165,15 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> VersionSync::LoadOne(
   served->name = name;
   served->version = version;
   served->model = loaded->model;
-  served->metrics = metrics_->ForModelVersion(name, version, layer_names);
+  const engine::PrecisionReport& precision = info.precision;
+  std::vector<double> deviations;
+  if (precision.effective != engine::Precision::kFp32) {
+    for (const engine::LayerPrecision& layer : precision.layers) {
+      deviations.push_back(layer.relative_l2_deviation);
+    }
+  }
+  served->metrics =
+      metrics_->ForModelVersion(name, version, layer_names, deviations);
   served->queue = scheduler_->CreateQueue(
       loaded->model,
       ResolveBatchingOptions(loaded->config.dynamic_batching(),
@@ -173,11 +182,19 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> VersionSync::LoadOne(
       absl::StrCat("model '", name, "' version ", version));
   served->input_description = absl::StrCat(
       "model '", name, "' version ", version, " input '", info.input_name, "'");
+  if (!precision.fallback_reason.empty()) {
+    spdlog::warn(
+        "event=precision_fallback model={} version={} requested={} "
+        "effective={} reason={}",
+        name, version, engine::PrecisionName(precision.requested),
+        engine::PrecisionName(precision.effective),
+        LogQuote(precision.fallback_reason));
+  }
   spdlog::info(
       "event=model_loaded model={} version={} reload={} layers={} "
-      "parameters={} weight_bytes={} duration_seconds={:.6f}",
+      "parameters={} weight_bytes={} precision={} duration_seconds={:.6f}",
       name, version, reload, info.layers.size(), info.total_parameters,
-      info.weight_bytes, seconds);
+      info.weight_bytes, engine::PrecisionName(precision.effective), seconds);
   return std::shared_ptr<const ServedVersion>(std::move(served));
 }
 

@@ -139,7 +139,13 @@ ServerMetrics::ServerMetrics(std::string_view build_version)
                  .Name("nnserve_model_loads_total")
                  .Help("Loads of model versions by result (success, "
                        "failure)")
-                 .Register(*registry_)) {
+                 .Register(*registry_)),
+      precision_deviation_(
+          prometheus::BuildGauge()
+              .Name("nnserve_precision_deviation")
+              .Help("Relative L2 deviation of a BF16/INT8 layer's output "
+                    "from FP32 on the load-time probe batch")
+              .Register(*registry_)) {
   build_info_.Add({{"version", std::string(build_version)}}).Set(1);
   unknown_ = ForModel(kUnknownModelLabel);
   all_ = CreateRequestMetrics(kAllModelsLabel, {Method::kListModels});
@@ -190,7 +196,8 @@ void ServerMetrics::ReleaseSeries(prometheus::Family<T>& family, T* series) {
 
 std::shared_ptr<ModelVersionMetrics> ServerMetrics::ForModelVersion(
     std::string_view model, int64_t version,
-    const std::vector<std::string>& layer_names) {
+    const std::vector<std::string>& layer_names,
+    std::span<const double> precision_deviations) {
   auto metrics =
       std::shared_ptr<ModelVersionMetrics>(new ModelVersionMetrics(this));
   const prometheus::Labels labels = {{"model", std::string(model)},
@@ -205,6 +212,13 @@ std::shared_ptr<ModelVersionMetrics> ServerMetrics::ForModelVersion(
     layer_labels["layer"] = layer;
     metrics->layers_.push_back(
         AcquireSeries(layer_duration_, layer_labels, LatencyBuckets()));
+    const size_t i = metrics->layers_.size() - 1;
+    if (i < precision_deviations.size()) {
+      prometheus::Gauge* deviation =
+          AcquireSeries(precision_deviation_, layer_labels);
+      deviation->Set(precision_deviations[i]);
+      metrics->deviations_.push_back(deviation);
+    }
   }
   return metrics;
 }
@@ -218,6 +232,9 @@ void ServerMetrics::ReleaseVersionSeries(const ModelVersionMetrics& handle) {
   if (handle.loaded_ != nullptr) ReleaseSeries(model_loaded_, handle.loaded_);
   for (prometheus::Histogram* layer : handle.layers_) {
     ReleaseSeries(layer_duration_, layer);
+  }
+  for (prometheus::Gauge* deviation : handle.deviations_) {
+    ReleaseSeries(precision_deviation_, deviation);
   }
 }
 

@@ -17,6 +17,8 @@
 //   nnserve_queue_duration_seconds      histogram {model}  (dynamic batcher)
 //   nnserve_batch_rows                  histogram {model}  (rows per forward)
 //   nnserve_queue_size                  gauge     {model}  (queued requests)
+//   nnserve_precision_deviation         gauge     {model, version, layer}
+//     (BF16/INT8 versions: relative L2 deviation from FP32 at load)
 // Requests naming a model that is not in the repository are counted under
 // model="_unknown" (bounded cardinality); ListModels, which names no model,
 // under model="_all".
@@ -94,6 +96,7 @@ class ModelVersionMetrics {
   prometheus::Counter* rows_ = nullptr;
   prometheus::Gauge* loaded_ = nullptr;
   std::vector<prometheus::Histogram*> layers_;
+  std::vector<prometheus::Gauge*> deviations_;  // Reduced precision only.
 };
 
 // Per model (all versions): the dynamic batcher's queue wait, rows per
@@ -182,10 +185,13 @@ class ServerMetrics {
   // A handle for one model version whose layers are `layer_names` (in
   // order). Handles for the same (model, version) share series; a new
   // series' model_loaded gauge starts at 0. The series are removed when
-  // the last handle holding them is destroyed.
+  // the last handle holding them is destroyed. `precision_deviations`
+  // (empty, or one per layer) sets nnserve_precision_deviation for a
+  // version that runs in reduced precision.
   std::shared_ptr<ModelVersionMetrics> ForModelVersion(
       std::string_view model, int64_t version,
-      const std::vector<std::string>& layer_names);
+      const std::vector<std::string>& layer_names,
+      std::span<const double> precision_deviations = {});
 
   // Handle for the scheduler queues of `model`; created on first call.
   BatcherMetrics* ForBatcher(std::string_view model);
@@ -222,6 +228,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& queue_size_;
   prometheus::Family<prometheus::Histogram>& load_duration_;
   prometheus::Family<prometheus::Counter>& loads_;
+  prometheus::Family<prometheus::Gauge>& precision_deviation_;
 
   // Handle creation and release only (never the request path).
   absl::Mutex mutex_;

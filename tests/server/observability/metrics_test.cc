@@ -195,6 +195,30 @@ TEST(ServerMetricsTest, VersionSeriesDisappearWithTheirLastHandle) {
             1);
 }
 
+TEST(ServerMetricsTest, PrecisionDeviationPerLayerGoesWithTheVersion) {
+  ServerMetrics metrics("0.1.0");
+  auto reduced = metrics.ForModelVersion("m", 1, {"a", "b"},
+                                         std::vector<double>{0.001, 0.02});
+  auto fp32 = metrics.ForModelVersion("m", 2, {"a", "b"});
+  auto families = metrics.registry()->Collect();
+  const auto* a = FindMetric(families, "nnserve_precision_deviation",
+                             {{"model", "m"}, {"version", "1"}, {"layer", "a"}});
+  const auto* b = FindMetric(families, "nnserve_precision_deviation",
+                             {{"model", "m"}, {"version", "1"}, {"layer", "b"}});
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_DOUBLE_EQ(a->gauge.value, 0.001);
+  EXPECT_DOUBLE_EQ(b->gauge.value, 0.02);
+  // An FP32 version has no deviation series.
+  EXPECT_EQ(CountSeries(families, "nnserve_precision_deviation",
+                        {{"model", "m"}, {"version", "2"}}),
+            0);
+  reduced.reset();
+  EXPECT_EQ(CountSeries(metrics.registry()->Collect(),
+                        "nnserve_precision_deviation", {{"model", "m"}}),
+            0);
+}
+
 // A version reloaded while its old instance still serves: both handles
 // share the series, and releasing the old one leaves the new one's intact
 // (values included); a series only the old one had (a layer the new
