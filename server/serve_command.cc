@@ -274,7 +274,7 @@ absl::Status RunServe(const ServeOptions& options) {
                options.shutdown_timeout_seconds);
   // Let both services' calls finish (new ones get UNAVAILABLE), then shut
   // the server down at once: anything still open is a health Watch stream
-  // or a call past the timeout (see InferenceService, "Draining"). Draining
+  // or a call past the timeout (see frontend/call_tracker.h). Draining
   // starts before health reports NOT_SERVING, so a client that saw
   // NOT_SERVING is never served.
   const auto deadline =
