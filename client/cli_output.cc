@@ -103,6 +103,21 @@ nlohmann::json PredictJson(const v1::PredictResponse& response,
       {"rows", std::move(rows)}};
 }
 
+namespace {
+
+// "INT8", or "FP32 (requested BF16: <reason>)" after a fallback.
+std::string PrecisionText(const v1::ModelInfoResponse& info) {
+  std::string text = v1::Precision_Name(info.effective_precision());
+  if (info.requested_precision() != info.effective_precision()) {
+    absl::StrAppend(&text, " (requested ",
+                    v1::Precision_Name(info.requested_precision()), ": ",
+                    info.precision_fallback_reason(), ")");
+  }
+  return text;
+}
+
+}  // namespace
+
 std::string ModelInfoText(const v1::ModelInfoResponse& info) {
   std::string out = Table({
       {"model", info.name()},
@@ -119,10 +134,14 @@ std::string ModelInfoText(const v1::ModelInfoResponse& info) {
       {"parameters", absl::StrCat(info.total_parameters())},
       {"weight bytes", absl::StrCat(info.weight_bytes())},
       {"load time", absl::StrFormat("%.3f s", info.load_duration_seconds())},
+      {"precision", PrecisionText(info)},
   });
+  // Reduced-precision models also show each layer's deviation from FP32.
+  const bool reduced = info.effective_precision() != v1::FP32;
   std::vector<std::vector<std::string>> layers = {
       {"layer", "in", "out", "activation", "params", "bias",
        "weight mean/std/min/max", "bias mean/std/min/max"}};
+  if (reduced) layers.front().push_back("rel. L2 vs FP32");
   for (const v1::LayerInfo& layer : info.layers()) {
     std::string activation = v1::Activation_Name(layer.activation());
     if (layer.activation() == v1::LEAKY_RELU || layer.activation() == v1::ELU) {
@@ -134,6 +153,10 @@ std::string ModelInfoText(const v1::ModelInfoResponse& info) {
                       layer.has_bias() ? "yes" : "no",
                       Stats(layer.weight_stats()),
                       layer.has_bias() ? Stats(layer.bias_stats()) : "-"});
+    if (reduced) {
+      layers.back().push_back(
+          absl::StrFormat("%.3g", layer.precision_relative_l2_deviation()));
+    }
   }
   return absl::StrCat(out, "\n", Table(layers));
 }

@@ -13,6 +13,7 @@ namespace nnserve {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 v1::PredictResponse LabelledResponse() {
   v1::PredictResponse response;
@@ -78,6 +79,24 @@ TEST(CliOutputTest, ModelInfoAndListTables) {
   EXPECT_THAT(text, HasSubstr("fc1"));
   EXPECT_THAT(text, HasSubstr("LEAKY_RELU(0.01)"));
   EXPECT_THAT(text, HasSubstr("2080"));
+  EXPECT_THAT(text, HasSubstr("precision      FP32"));
+  EXPECT_THAT(text, Not(HasSubstr("rel. L2 vs FP32")));
+
+  // A reduced-precision model shows its per-layer deviation; a fallback
+  // shows what was requested and why it did not run.
+  v1::ModelInfoResponse int8 = info;
+  int8.set_requested_precision(v1::INT8);
+  int8.set_effective_precision(v1::INT8);
+  int8.mutable_layers(0)->set_precision_relative_l2_deviation(0.0123);
+  const std::string int8_text = cli::ModelInfoText(int8);
+  EXPECT_THAT(int8_text, HasSubstr("precision      INT8\n"));
+  EXPECT_THAT(int8_text, HasSubstr("rel. L2 vs FP32"));
+  EXPECT_THAT(int8_text, HasSubstr("0.0123"));
+  v1::ModelInfoResponse fallback = info;
+  fallback.set_requested_precision(v1::BF16);
+  fallback.set_precision_fallback_reason("no avx512_core_bf16");
+  EXPECT_THAT(cli::ModelInfoText(fallback),
+              HasSubstr("FP32 (requested BF16: no avx512_core_bf16)"));
 
   v1::ListModelsResponse list;
   v1::ModelStatus* model = list.add_models();
