@@ -149,18 +149,7 @@ class InferenceServiceTest : public ::testing::Test {
 
   double RequestCount(const std::string& model, const std::string& method,
                       const std::string& code) {
-    for (const auto& family : metrics_.registry()->Collect()) {
-      if (family.name != "nnserve_requests_total") continue;
-      for (const auto& metric : family.metric) {
-        std::map<std::string, std::string> labels;
-        for (const auto& l : metric.label) labels[l.name] = l.value;
-        if (labels["model"] == model && labels["method"] == method &&
-            labels["code"] == code) {
-          return metric.counter.value;
-        }
-      }
-    }
-    return 0;
+    return nnserve::testing::RequestCount(metrics_, model, method, code);
   }
 
   ScopedTempDir repo_{"inference_service_test"};

@@ -22,6 +22,7 @@
 #include "server/lifecycle/model_lifecycle.h"
 #include "server/lifecycle/model_registry.h"
 #include "server/scheduling/scheduler.h"
+#include "tests/server/frontend/service_test_util.h"
 #include "tests/util/model_builder.h"
 
 namespace nnserve::server {
@@ -114,18 +115,7 @@ class RepositoryServiceTest : public ::testing::Test {
 
   double RequestCount(const std::string& model, const std::string& method,
                       const std::string& code) {
-    for (const auto& family : metrics_.registry()->Collect()) {
-      if (family.name != "nnserve_requests_total") continue;
-      for (const auto& metric : family.metric) {
-        std::map<std::string, std::string> labels;
-        for (const auto& l : metric.label) labels[l.name] = l.value;
-        if (labels["model"] == model && labels["method"] == method &&
-            labels["code"] == code) {
-          return metric.counter.value;
-        }
-      }
-    }
-    return 0;
+    return nnserve::testing::RequestCount(metrics_, model, method, code);
   }
 
   ScopedTempDir repo_{"repository_service_test"};

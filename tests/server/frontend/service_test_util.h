@@ -1,6 +1,7 @@
 // Shared helpers for the in-process frontend tests
-// (inference_service_test.cc): building a random [rows, cols] input tensor
-// in either encoding, and reading a tensor's floats back.
+// (inference_service_test.cc, repository_service_test.cc): building a
+// random [rows, cols] input tensor in either encoding, reading a tensor's
+// floats back, and reading nnserve_requests_total.
 //
 // Header-only, like integration_fixture.h (which serves the tests that run
 // the real binary). Nothing here keeps state; each function works on what
@@ -11,12 +12,15 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/model.h"
 #include "gtest/gtest.h"
 #include "nnserve/v1/inference.pb.h"
+#include "server/observability/metrics.h"
 #include "tests/util/model_builder.h"
 
 namespace nnserve::testing {
@@ -45,6 +49,24 @@ inline std::vector<float> TensorFloats(const v1::Tensor& tensor) {
     return v;
   }
   return {tensor.values().begin(), tensor.values().end()};
+}
+
+// nnserve_requests_total{model, method, code} in `metrics` (0 if absent).
+inline double RequestCount(const server::ServerMetrics& metrics,
+                           const std::string& model, const std::string& method,
+                           const std::string& code) {
+  for (const auto& family : metrics.registry()->Collect()) {
+    if (family.name != "nnserve_requests_total") continue;
+    for (const auto& metric : family.metric) {
+      std::map<std::string, std::string> labels;
+      for (const auto& l : metric.label) labels[l.name] = l.value;
+      if (labels["model"] == model && labels["method"] == method &&
+          labels["code"] == code) {
+        return metric.counter.value;
+      }
+    }
+  }
+  return 0;
 }
 
 }  // namespace nnserve::testing
