@@ -322,10 +322,10 @@ TEST(RepositoryTest, LoadVersionReturnsTheModelWithItsConfig) {
   const std::vector<float> input = ::nnserve::testing::RandomValues(16, 1, 5);
   std::vector<float> output(6);
   ASSERT_TRUE(loaded->model->Forward(input, 2, output).ok());
-  EXPECT_LE(MaxRowRelativeError(
-                output, ReferenceForward(other.config, other.tensors, input, 2),
-                2),
-            1e-5);
+  EXPECT_LE(
+      MaxRowRelativeError(
+          output, ReferenceForward(other.config, other.tensors, input, 2), 2),
+      1e-5);
 
   absl::StatusOr<LoadedVersion> missing =
       LoadVersion(dir, m.config, 7, EngineOptions{});

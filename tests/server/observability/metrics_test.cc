@@ -201,10 +201,12 @@ TEST(ServerMetricsTest, PrecisionDeviationPerLayerGoesWithTheVersion) {
                                          std::vector<double>{0.001, 0.02});
   auto fp32 = metrics.ForModelVersion("m", 2, {"a", "b"});
   auto families = metrics.registry()->Collect();
-  const auto* a = FindMetric(families, "nnserve_precision_deviation",
-                             {{"model", "m"}, {"version", "1"}, {"layer", "a"}});
-  const auto* b = FindMetric(families, "nnserve_precision_deviation",
-                             {{"model", "m"}, {"version", "1"}, {"layer", "b"}});
+  const auto* a =
+      FindMetric(families, "nnserve_precision_deviation",
+                 {{"model", "m"}, {"version", "1"}, {"layer", "a"}});
+  const auto* b =
+      FindMetric(families, "nnserve_precision_deviation",
+                 {{"model", "m"}, {"version", "1"}, {"layer", "b"}});
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   EXPECT_DOUBLE_EQ(a->gauge.value, 0.001);
