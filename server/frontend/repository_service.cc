@@ -51,7 +51,7 @@ absl::Status Admit(const grpc::CallbackServerContext& context, bool draining,
   }
   if (!engine::IsValidModelName(model)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(Sv(method), ": '", Sv(model),
+        absl::StrCat(Sv(method), ": '", engine::Clip(model),
                      "' is not a valid model name, expected "
                      "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"));
   }

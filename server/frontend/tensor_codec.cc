@@ -15,8 +15,17 @@ namespace nnserve::server {
 using engine::Sv;
 namespace {
 
+// "[2, 64]"; a shape of more than 8 dimensions (a caller's mistake or an
+// attack) shows its first 8 and how many there are.
 std::string ShapeText(const v1::Tensor& tensor) {
-  return absl::StrCat("[", absl::StrJoin(tensor.shape(), ", "), "]");
+  constexpr int kShown = 8;
+  if (tensor.shape_size() <= kShown) {
+    return absl::StrCat("[", absl::StrJoin(tensor.shape(), ", "), "]");
+  }
+  return absl::StrCat("[",
+                      absl::StrJoin(tensor.shape().begin(),
+                                    tensor.shape().begin() + kShown, ", "),
+                      ", ... (", tensor.shape_size(), " dimensions)]");
 }
 
 // Rank, dimensions, and limits. Returns {rows, features}.
@@ -50,7 +59,7 @@ absl::StatusOr<std::pair<int64_t, int64_t>> CheckShape(
         " has batch size 0; expected at least 1 row"));
   }
   if (rows > expected.max_batch_rows) {
-    return absl::ResourceExhaustedError(absl::StrCat(
+    return absl::InvalidArgumentError(absl::StrCat(
         Sv(expected.description), ": batch of ", rows,
         " rows exceeds the server limit of ", expected.max_batch_rows,
         " rows per request (--max-batch-rows); split the batch"));

@@ -9,7 +9,8 @@
 // Every error is an absl::Status whose message says what was received and
 // what was expected: INVALID_ARGUMENT for malformed tensors (rank, feature
 // count, batch 0, both/neither data field, data length, NaN/Inf naming row
-// and column), RESOURCE_EXHAUSTED for batches over the row limit.
+// and column, and batches over the row limit — a permanent error: retrying
+// the same request can never succeed).
 //
 // Stateless free functions; thread-safe. A DecodedInput may view the request
 // it was decoded from (values encoding), so it must not outlive it.

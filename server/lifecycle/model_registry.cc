@@ -31,7 +31,7 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelRegistry::Find(
   auto it = models_.find(model);
   if (it == models_.end()) {
     return absl::NotFoundError(
-        absl::StrCat("model '", Sv(model),
+        absl::StrCat("model '", engine::Clip(model),
                      "' not found; available models: ", ModelNamesText()));
   }
   if (version < 0) {

@@ -218,7 +218,7 @@ TEST_F(InferenceServiceTest, ErrorsCarryCodesAndAreCounted) {
     cases.push_back({r, grpc::StatusCode::NOT_FOUND,
                      "has no version 3; loaded versions: 1"});
   }
-  cases.push_back({Request(5, true), grpc::StatusCode::RESOURCE_EXHAUSTED,
+  cases.push_back({Request(5, true), grpc::StatusCode::INVALID_ARGUMENT,
                    "batch of 5 rows exceeds the server limit of 4"});
   {
     v1::PredictRequest r = Request(1, false);
@@ -235,8 +235,7 @@ TEST_F(InferenceServiceTest, ErrorsCarryCodesAndAreCounted) {
   }
   EXPECT_EQ(RequestCount("_unknown", "Predict", "NOT_FOUND"), 1);
   EXPECT_EQ(RequestCount("clf", "Predict", "NOT_FOUND"), 1);
-  EXPECT_EQ(RequestCount("clf", "Predict", "RESOURCE_EXHAUSTED"), 1);
-  EXPECT_EQ(RequestCount("clf", "Predict", "INVALID_ARGUMENT"), 1);
+  EXPECT_EQ(RequestCount("clf", "Predict", "INVALID_ARGUMENT"), 2);
   EXPECT_EQ(RequestCount("clf", "Predict", "OK"), 0);
 }
 

@@ -95,6 +95,14 @@ std::vector<ErrorCase> ErrorCases() {
                    ValuesTensor({5}, Iota(5)),
                    absl::StatusCode::kInvalidArgument,
                    {"5 features per row", "expected 4"}});
+  {
+    std::vector<int64_t> dims(20000, 1);
+    cases.push_back({"rank 20000, shown in short",
+                     ValuesTensor(dims, Iota(1)),
+                     absl::StatusCode::kInvalidArgument,
+                     {"shape [1, 1, 1, 1, 1, 1, 1, 1, ... (20000 dimensions)]",
+                      "rank 20000"}});
+  }
   cases.push_back({"rank 3",
                    ValuesTensor({1, 1, 4}, Iota(4)),
                    absl::StatusCode::kInvalidArgument,
@@ -113,7 +121,7 @@ std::vector<ErrorCase> ErrorCases() {
                    {"batch size 0", "at least 1 row"}});
   cases.push_back({"too many rows",
                    ValuesTensor({17, 4}, Iota(68)),
-                   absl::StatusCode::kResourceExhausted,
+                   absl::StatusCode::kInvalidArgument,
                    {"batch of 17 rows", "limit of 16", "--max-batch-rows"}});
   {
     v1::Tensor both = ValuesTensor({4}, Iota(4));

@@ -203,7 +203,7 @@ TEST_F(ConcurrencyIntegrationTest, BadRequestsDoNotAffectConcurrentGoodOnes) {
     absl::StatusOr<v1::PredictRequest> too_big = MakePredictRequest(
         "digits", 0, RandomRows(kMaxBatchRows + 1, 64, 3), Encoding::kRaw);
     ASSERT_TRUE(too_big.ok());
-    bad.push_back({*too_big, absl::StatusCode::kResourceExhausted});
+    bad.push_back({*too_big, absl::StatusCode::kInvalidArgument});
   }
 
   std::vector<std::vector<Case>> cases;

@@ -185,11 +185,12 @@ TEST_F(ErrorsIntegrationTest, NonFiniteInputNamesRowAndColumn) {
                              HasSubstr("Inf"))));
 }
 
-TEST_F(ErrorsIntegrationTest, BatchOverTheRowLimitIsResourceExhausted) {
+// Permanent: clients retry RESOURCE_EXHAUSTED, and retrying this never helps.
+TEST_F(ErrorsIntegrationTest, BatchOverTheRowLimitIsInvalidArgument) {
   const int64_t rows = kMaxBatchRows + 1;
   EXPECT_THAT(PredictStatus(Request("small", {rows, 4},
                                     std::vector<float>(rows * 4, 0.5f))),
-              IsStatus(absl::StatusCode::kResourceExhausted,
+              IsStatus(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("9"), HasSubstr("8"))));
   // Exactly at the limit is fine.
   EXPECT_TRUE(

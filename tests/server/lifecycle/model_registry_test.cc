@@ -69,6 +69,13 @@ TEST_F(ModelRegistryTest, EmptyRegistryKnowsNoModel) {
   EXPECT_THAT(registry_.ModelNames(), IsEmpty());
 }
 
+TEST_F(ModelRegistryTest, AHugeUnknownNameIsClippedInTheError) {
+  const std::string name(100000, 'x');
+  const std::string error = FindError(name, 0);
+  EXPECT_THAT(error, HasSubstr("... (100000 bytes)' not found"));
+  EXPECT_LT(error.size(), 300u);
+}
+
 TEST_F(ModelRegistryTest, LoadingThenPublished) {
   registry_.SetLoading("a", 1);
   EXPECT_EQ(registry_.Find("a", 0).status().code(),
