@@ -141,10 +141,4 @@ std::span<float> PrepareOutput(int64_t rows, int64_t cols,
   return std::span<float>(reinterpret_cast<float*>(raw->data()), count);
 }
 
-void EncodeOutput(std::span<const float> values, int64_t rows, int64_t cols,
-                  TensorEncoding encoding, v1::Tensor* out) {
-  std::span<float> dst = PrepareOutput(rows, cols, encoding, out);
-  std::memcpy(dst.data(), values.data(), dst.size_bytes());
-}
-
 }  // namespace nnserve::server

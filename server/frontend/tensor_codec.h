@@ -73,10 +73,6 @@ absl::StatusOr<DecodedInput> DecodeInput(const v1::Tensor& tensor,
 std::span<float> PrepareOutput(int64_t rows, int64_t cols,
                                TensorEncoding encoding, v1::Tensor* out);
 
-// Writes `values` ([rows, cols], row-major) into `out` in `encoding`.
-void EncodeOutput(std::span<const float> values, int64_t rows, int64_t cols,
-                  TensorEncoding encoding, v1::Tensor* out);
-
 }  // namespace nnserve::server
 
 #endif  // NNSERVE_SERVER_FRONTEND_TENSOR_CODEC_H_

@@ -1,5 +1,6 @@
 #include "server/frontend/tensor_codec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -179,35 +180,14 @@ TEST(DecodeInputTest, EveryMalformedTensorIsRefusedWithAClearMessage) {
   }
 }
 
-TEST(EncodeOutputTest, ValuesEncodingHasShapeAndValues) {
-  const std::vector<float> out = Iota(6);
-  v1::Tensor t;
-  t.set_raw("stale");
-  EncodeOutput(out, 2, 3, TensorEncoding::kValues, &t);
-  EXPECT_THAT(t.shape(), ElementsAre(2, 3));
-  EXPECT_THAT(t.values(), ElementsAreArray(out));
-  EXPECT_TRUE(t.raw().empty());
-}
-
-TEST(EncodeOutputTest, RawEncodingIsLittleEndianFloat32) {
-  const std::vector<float> out = Iota(6);
-  v1::Tensor t;
-  t.add_values(1.0f);
-  EncodeOutput(out, 3, 2, TensorEncoding::kRaw, &t);
-  EXPECT_THAT(t.shape(), ElementsAre(3, 2));
-  EXPECT_EQ(t.values_size(), 0);
-  ASSERT_EQ(t.raw().size(), 24u);
-  std::vector<float> back(6);
-  std::memcpy(back.data(), t.raw().data(), 24);
-  EXPECT_THAT(back, ElementsAreArray(out));
-}
-
-TEST(EncodeOutputTest, BothEncodingsRoundTripThroughDecode) {
+TEST(PrepareOutputTest, BothEncodingsRoundTripThroughDecode) {
   const std::vector<float> out = Iota(12);
   for (TensorEncoding encoding :
        {TensorEncoding::kValues, TensorEncoding::kRaw}) {
     v1::Tensor t;
-    EncodeOutput(out, 4, 3, encoding, &t);
+    std::span<float> dst = PrepareOutput(4, 3, encoding, &t);
+    ASSERT_EQ(dst.size(), out.size());
+    std::copy(out.begin(), out.end(), dst.begin());
     auto decoded = DecodeInput(t, Expect(3));
     ASSERT_TRUE(decoded.ok()) << decoded.status();
     EXPECT_EQ(decoded->encoding(), encoding);
