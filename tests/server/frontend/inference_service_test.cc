@@ -64,17 +64,10 @@ class InferenceServiceTest : public ::testing::Test {
     ASSERT_TRUE(lifecycle_->Start().ok());
     service_ = std::make_unique<InferenceService>(
         registry_.get(), scheduler_.get(), &metrics_, options);
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_NE(port, 0);
-    stub_ = v1::Inference::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                            grpc::InsecureChannelCredentials()));
+    std::shared_ptr<grpc::Channel> channel;
+    ASSERT_NO_FATAL_FAILURE(nnserve::testing::StartLoopbackServer(
+        service_.get(), &server_, &channel));
+    stub_ = v1::Inference::NewStub(channel);
   }
 
   void StopServer() {

@@ -1,7 +1,8 @@
 // Shared helpers for the in-process frontend tests
 // (inference_service_test.cc, repository_service_test.cc): building a
 // random [rows, cols] input tensor in either encoding, reading a tensor's
-// floats back, and reading nnserve_requests_total.
+// floats back, reading nnserve_requests_total, and starting a loopback
+// gRPC server for a service under test.
 //
 // Header-only, like integration_fixture.h (which serves the tests that run
 // the real binary). Nothing here keeps state; each function works on what
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "engine/model.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "nnserve/v1/inference.pb.h"
 #include "server/observability/metrics.h"
@@ -49,6 +51,24 @@ inline std::vector<float> TensorFloats(const v1::Tensor& tensor) {
     return v;
   }
   return {tensor.values().begin(), tensor.values().end()};
+}
+
+// Starts a gRPC server on 127.0.0.1 (port chosen by the OS) serving
+// `service` into `*server` and returns a channel to it. Fails the test
+// (fatally: wrap the call in ASSERT_NO_FATAL_FAILURE) if it cannot listen.
+inline void StartLoopbackServer(grpc::Service* service,
+                                std::unique_ptr<grpc::Server>* server,
+                                std::shared_ptr<grpc::Channel>* channel) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(service);
+  *server = builder.BuildAndStart();
+  ASSERT_NE(*server, nullptr);
+  ASSERT_NE(port, 0);
+  *channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                 grpc::InsecureChannelCredentials());
 }
 
 // nnserve_requests_total{model, method, code} in `metrics` (0 if absent).
