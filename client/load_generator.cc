@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/status.h"
+#include "common/code_names.h"
 
 namespace nnserve {
 namespace {
@@ -150,9 +151,7 @@ class LoadRun {
       if (errors[i] == 0) continue;
       report.failed_calls += errors[i];
       report.errors[i == kBadResponse ? std::string("BAD_RESPONSE")
-                                      : client::GrpcCodeName(
-                                            static_cast<grpc::StatusCode>(i))] =
-          errors[i];
+                                      : StatusCodeName(i)] = errors[i];
     }
     return report;
   }

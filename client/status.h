@@ -1,5 +1,6 @@
 // grpc::Status -> absl::Status conversion for the client: the ONE place where
-// gRPC status codes become absl status codes. Pure functions; thread-safe.
+// gRPC status codes become absl status codes (their names are in
+// common/code_names.h). Pure functions; thread-safe.
 #ifndef NNSERVE_CLIENT_STATUS_H_
 #define NNSERVE_CLIENT_STATUS_H_
 
@@ -15,10 +16,6 @@ namespace nnserve::client {
 // enumerations are defined identically) and keeps the message. Codes outside
 // the known range become UNKNOWN with the original number in the message.
 absl::Status FromGrpcStatus(const grpc::Status& status);
-
-// The canonical upper-case name of a gRPC code: "OK", "NOT_FOUND", ... and
-// "CODE_<n>" for numbers outside the known range.
-std::string GrpcCodeName(grpc::StatusCode code);
 
 }  // namespace nnserve::client
 

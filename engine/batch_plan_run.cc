@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/batch_plan.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 #include "oneapi/dnnl/dnnl_debug.h"
 
 namespace nnserve::engine {

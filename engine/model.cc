@@ -22,7 +22,7 @@
 #include "engine/model_stats.h"
 #include "engine/probe.h"
 #include "engine/quantize.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 #include "engine/workspace.h"
 #include "oneapi/dnnl/dnnl.hpp"
 

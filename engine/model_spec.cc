@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 
 namespace nnserve::engine {
 namespace {

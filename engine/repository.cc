@@ -16,7 +16,7 @@
 #include "engine/npy.h"
 #include "engine/probe.h"
 #include "engine/safetensors.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 
 namespace nnserve::engine {
 namespace {

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 
 namespace nnserve::engine {
 

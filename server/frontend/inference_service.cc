@@ -8,13 +8,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/rows.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 #include "server/frontend/status.h"
 #include "server/frontend/tensor_codec.h"
 
 namespace nnserve::server {
 
-using engine::Sv;
 namespace {
 
 using Clock = std::chrono::steady_clock;

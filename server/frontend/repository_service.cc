@@ -8,12 +8,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/model_spec.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 #include "server/frontend/status.h"
 
 namespace nnserve::server {
 
-using engine::Sv;
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -51,7 +50,7 @@ absl::Status Admit(const grpc::CallbackServerContext& context, bool draining,
   }
   if (!engine::IsValidModelName(model)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(Sv(method), ": '", engine::Clip(model),
+        absl::StrCat(Sv(method), ": '", Clip(model),
                      "' is not a valid model name, expected "
                      "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"));
   }

@@ -8,11 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/rows.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 
 namespace nnserve::server {
 
-using engine::Sv;
 namespace {
 
 // "[2, 64]"; a shape of more than 8 dimensions (a caller's mistake or an

@@ -22,7 +22,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 #include "server/lifecycle/repository_scan.h"
 #include "server/lifecycle/version_sync.h"
 #include "server/observability/logging.h"
@@ -30,7 +30,6 @@
 
 namespace nnserve::server {
 
-using engine::Sv;
 
 std::string_view ModelControlModeName(ModelControlMode mode) {
   switch (mode) {

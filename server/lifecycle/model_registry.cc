@@ -4,11 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 
 namespace nnserve::server {
 
-using engine::Sv;
 namespace {
 
 std::string VersionsText(const std::vector<int64_t>& versions) {
@@ -31,7 +30,7 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelRegistry::Find(
   auto it = models_.find(model);
   if (it == models_.end()) {
     return absl::NotFoundError(
-        absl::StrCat("model '", engine::Clip(model),
+        absl::StrCat("model '", Clip(model),
                      "' not found; available models: ", ModelNamesText()));
   }
   if (version < 0) {

@@ -10,7 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/model_spec.h"
 #include "engine/repository.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 #include "server/observability/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -18,7 +18,6 @@ namespace nnserve::server {
 namespace {
 
 namespace fs = std::filesystem;
-using engine::Sv;
 
 constexpr char kConfigFile[] = "config.pbtxt";
 

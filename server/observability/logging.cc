@@ -3,13 +3,12 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "engine/str_util.h"
+#include "common/str_util.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
 namespace nnserve::server {
 
-using engine::Sv;
 
 absl::Status InitLogging(std::string_view level_name) {
   const spdlog::level::level_enum level =

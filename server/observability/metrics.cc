@@ -4,7 +4,7 @@
 #include <cmath>
 #include <utility>
 
-#include "server/observability/code_names.h"
+#include "common/code_names.h"
 
 namespace nnserve::server {
 
@@ -77,7 +77,7 @@ void RequestMetrics::Record(Method method, grpc::StatusCode code,
   requests_family_
       ->Add({{"model", model_},
              {"method", std::string(MethodName(method))},
-             {"code", std::string(GrpcCodeName(code))}})
+             {"code", StatusCodeName(static_cast<int>(code))}})
       .Increment();
 }
 

@@ -1,10 +1,10 @@
-// Used by engine/ and server/: bridges std::string_view to absl::string_view
+// Shared by every module: bridges std::string_view to absl::string_view
 // (the Debian Abseil build has its own absl::string_view, not an alias of
 // std::string_view, so std::string_view arguments to absl::StrCat and
 // friends must be converted), and clips caller-supplied text for error
 // messages. Stateless; thread-safe.
-#ifndef NNSERVE_ENGINE_STR_UTIL_H_
-#define NNSERVE_ENGINE_STR_UTIL_H_
+#ifndef NNSERVE_COMMON_STR_UTIL_H_
+#define NNSERVE_COMMON_STR_UTIL_H_
 
 #include <cstddef>
 #include <string>
@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
-namespace nnserve::engine {
+namespace nnserve {
 
 inline absl::string_view Sv(std::string_view s) {
   return absl::string_view(s.data(), s.size());
@@ -29,6 +29,6 @@ inline std::string Clip(std::string_view text, size_t max_chars = 80) {
                       " bytes)");
 }
 
-}  // namespace nnserve::engine
+}  // namespace nnserve
 
-#endif  // NNSERVE_ENGINE_STR_UTIL_H_
+#endif  // NNSERVE_COMMON_STR_UTIL_H_
