@@ -4,10 +4,16 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
+#include <new>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/str_util.h"
+#include "server/observability/logging.h"
+#include "spdlog/spdlog.h"
 
 namespace nnserve::server {
 namespace {
@@ -31,6 +37,57 @@ Scratch& ThreadScratch() {
 double SecondsBetween(SteadyClock::time_point from,
                       SteadyClock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
+}
+
+int64_t TensorBytes(const InferenceCall& call) {
+  return static_cast<int64_t>(call.input.size_bytes() +
+                              call.output.size_bytes());
+}
+
+// Runs `body`. An exception escaping it is logged (with `where` and
+// `description`, read only then) and returned as the status the calls it
+// affected get: RESOURCE_EXHAUSTED for std::bad_alloc, INTERNAL otherwise.
+template <typename Body>
+absl::Status Contain(std::string_view where,
+                     const std::string_view& description, Body&& body) {
+  std::string what;
+  bool out_of_memory = false;
+  try {
+    body();
+    return absl::OkStatus();
+  } catch (const std::bad_alloc& e) {
+    out_of_memory = true;
+    what = e.what();
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "an exception not derived from std::exception";
+  }
+  what = Clip(what, 200);
+  spdlog::error("event=inference_exception where={} target={} error={}", where,
+                LogQuote(Sv(description)), LogQuote(what));
+  if (out_of_memory) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the server ran out of memory while running ", Sv(description), " (",
+        what, "); the call was not computed; retry with backoff"));
+  }
+  return absl::InternalError(absl::StrCat("running ", Sv(description),
+                                          " failed: ", what,
+                                          "; the call was not computed"));
+}
+
+// Answers `call` with `status` unless it has been answered: its `done` is
+// taken (left empty) before it runs, so no call is answered twice, even
+// when a `done` throws. What a `done` throws is logged and dropped.
+void Answer(InferenceCall* call, absl::Status status,
+            std::string_view description) {
+  if (!call->done) return;
+  absl::AnyInvocable<void(absl::Status)&&> done = std::move(call->done);
+  call->done = nullptr;
+  // The status is already the call's answer; nothing is left to answer.
+  Contain("done", description, [&] {
+    std::move(done)(std::move(status));
+  }).IgnoreError();
 }
 
 }  // namespace
@@ -74,6 +131,7 @@ Scheduler::Scheduler(const Options& options)
         o.threads = std::max(o.threads, 1);
         o.intra_op_threads = std::max(o.intra_op_threads, 1);
         o.max_queued_calls = std::max<int64_t>(o.max_queued_calls, 1);
+        o.max_queued_bytes = std::max<int64_t>(o.max_queued_bytes, 1);
         return o;
       }()) {
   workers_.reserve(static_cast<size_t>(options_.threads));
@@ -98,6 +156,11 @@ int64_t Scheduler::queued_calls() const {
   return queued_calls_;
 }
 
+int64_t Scheduler::queued_bytes() const {
+  absl::MutexLock lock(&mutex_);
+  return queued_bytes_;
+}
+
 absl::Status Scheduler::Submit(const std::shared_ptr<ModelQueue>& queue,
                                InferenceCall call) {
   // Tiny forwards of an idle version run right here: a hand-off to a worker
@@ -115,6 +178,7 @@ absl::Status Scheduler::Submit(const std::shared_ptr<ModelQueue>& queue,
   }
 
   const int64_t rows = call.rows;
+  const int64_t bytes = TensorBytes(call);
   absl::MutexLock lock(&mutex_);
   if (stopping_) {
     return absl::UnavailableError(
@@ -135,12 +199,22 @@ absl::Status Scheduler::Submit(const std::shared_ptr<ModelQueue>& queue,
                      " calls waiting for ", options_.threads,
                      " workers, --max-queued-requests); retry with backoff"));
   }
+  // A call larger than the whole limit still gets in alone.
+  if (queued_bytes_ > 0 && bytes > options_.max_queued_bytes - queued_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the inference queue is full by size: its calls hold ", queued_bytes_,
+        " bytes of tensors and this call needs ", bytes,
+        " more, over the limit of ", options_.max_queued_bytes,
+        " bytes (--max-queued-bytes, by default half of --max-memory-bytes); "
+        "retry with backoff"));
+  }
   const SteadyClock::time_point now = SteadyClock::now();
-  queue->pending_.push_back(ModelQueue::Pending{std::move(call), now});
+  queue->pending_.push_back(ModelQueue::Pending{std::move(call), now, bytes});
   queue->pending_rows_ += rows;
   queue->queued_.fetch_add(1, std::memory_order_relaxed);
   queue->busy_.fetch_add(1, std::memory_order_relaxed);
   ++queued_calls_;
+  queued_bytes_ += bytes;
   // Counted under the lock, before a worker can take the call, so the gauge
   // never dips below zero.
   if (queue->batcher_metrics_ != nullptr) queue->batcher_metrics_->AddQueued(1);
@@ -204,6 +278,7 @@ void Scheduler::TakeBatch(ModelQueue* queue, Batch* batch) {
   while (!queue->pending_.empty()) {
     const int64_t next = queue->pending_.front().call.rows;
     if (!batch->empty() && (!o.merge || rows + next > o.max_batch_rows)) break;
+    queued_bytes_ -= queue->pending_.front().bytes;
     batch->push_back(std::move(queue->pending_.front()));
     queue->pending_.pop_front();
     rows += next;
@@ -255,25 +330,51 @@ void Scheduler::WorkerLoop() {
   std::shared_ptr<ModelQueue> queue;
   Batch batch;
   std::vector<InferenceCall*> calls;
-  while (NextBatch(&queue, &batch)) {
-    const SteadyClock::time_point now = SteadyClock::now();
-    calls.clear();
-    for (ModelQueue::Pending& pending : batch) {
-      if (queue->batcher_metrics_ != nullptr) {
-        queue->batcher_metrics_->RecordQueueWait(
-            SecondsBetween(pending.enqueued, now));
+  bool more = true;
+  while (more) {
+    // RunCalls contains its own exceptions; this catches the rest (taking
+    // the batch, the metrics, `calls` growing) so that the worker lives on
+    // and the batch's calls are still answered.
+    std::string_view description = "a batch of the scheduler";
+    const absl::Status failed = Contain("worker", description, [&] {
+      more = NextBatch(&queue, &batch);
+      if (!more) return;
+      description = queue->description_;
+      const SteadyClock::time_point now = SteadyClock::now();
+      calls.clear();
+      for (ModelQueue::Pending& pending : batch) {
+        if (queue->batcher_metrics_ != nullptr) {
+          queue->batcher_metrics_->RecordQueueWait(
+              SecondsBetween(pending.enqueued, now));
+        }
+        calls.push_back(&pending.call);
       }
-      calls.push_back(&pending.call);
+      RunCalls(*queue, calls);
+    });
+    if (!failed.ok()) {
+      for (ModelQueue::Pending& pending : batch) {
+        Answer(&pending.call, failed, description);
+      }
     }
-    RunCalls(*queue, calls);
     batch.clear();
-    queue->busy_.fetch_sub(1, std::memory_order_release);
-    queue.reset();
+    if (queue != nullptr) {
+      queue->busy_.fetch_sub(1, std::memory_order_release);
+      queue.reset();
+    }
   }
 }
 
 void Scheduler::RunCalls(ModelQueue& queue,
                          std::span<InferenceCall*> calls) const {
+  const absl::Status failed = Contain("batch", queue.description_,
+                                      [&] { RunCallsOrThrow(queue, calls); });
+  if (failed.ok()) return;
+  // Calls answered before the exception keep their answer.
+  for (InferenceCall* call : calls) Answer(call, failed, queue.description_);
+}
+
+void Scheduler::RunCallsOrThrow(ModelQueue& queue,
+                                std::span<InferenceCall*> calls) const {
   Scratch& scratch = ThreadScratch();
   // Calls given up on while queued are answered without computing them.
   const auto wall_now = std::chrono::system_clock::now();
@@ -282,12 +383,14 @@ void Scheduler::RunCalls(ModelQueue& queue,
   int64_t rows = 0;
   for (InferenceCall* call : calls) {
     if (call->is_cancelled && call->is_cancelled()) {
-      std::move(call->done)(
-          absl::CancelledError("the call was cancelled before it ran"));
+      Answer(call, absl::CancelledError("the call was cancelled before it ran"),
+             queue.description_);
     } else if (call->deadline <= wall_now) {
-      std::move(call->done)(absl::DeadlineExceededError(
-          absl::StrCat("the call's deadline passed while it waited for ",
-                       queue.description_, "; it was not computed")));
+      Answer(call,
+             absl::DeadlineExceededError(
+                 absl::StrCat("the call's deadline passed while it waited for ",
+                              queue.description_, "; it was not computed")),
+             queue.description_);
     } else {
       live.push_back(call);
       rows += call->rows;
@@ -335,7 +438,7 @@ void Scheduler::RunCalls(ModelQueue& queue,
       }
     }
   }
-  for (InferenceCall* call : live) std::move(call->done)(status);
+  for (InferenceCall* call : live) Answer(call, status, queue.description_);
 }
 
 void Scheduler::Shutdown() {

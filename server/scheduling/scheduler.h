@@ -8,7 +8,9 @@
 //       the model's parameters) is at most `inline_work_limit` and the
 //       version has nothing queued or running: no hand-off, lowest latency;
 //     - otherwise appends it to the version's queue (bounded per version by
-//       max_queue_size and across versions by max_queued_calls).
+//       max_queue_size and across versions by max_queued_calls and by
+//       max_queued_bytes, the bytes of the queued calls' input and output
+//       tensors).
 //   A queue is *ready* when it holds max_batch_rows rows, when its oldest
 //   call has waited max_queue_delay_us (0 = at once), or at shutdown. Ready
 //   queues wait in one round-robin list. A worker takes the queue at the
@@ -27,10 +29,18 @@
 //
 // Guarantees. Submit returns OK only if `done` will be invoked exactly once
 // (on a worker, or before Submit returns for an inline call); otherwise it
-// returns RESOURCE_EXHAUSTED (a queue is full) or UNAVAILABLE (shut down)
-// and never invokes `done`. Shutdown() stops accepting calls, runs every
-// queued call (delays no longer wait) and joins the workers: no accepted
-// call is lost.
+// returns RESOURCE_EXHAUSTED (a queue is full, by count or by bytes) or
+// UNAVAILABLE (shut down) and never invokes `done`. Shutdown() stops
+// accepting calls, runs every queued call (delays no longer wait) and joins
+// the workers: no accepted call is lost.
+//
+// Contained failures. An exception escaping anything a batch runs — a
+// call's is_cancelled or done, the forward pass, the scheduler's own
+// allocations — never ends a worker or the process and never loses a call:
+// the batch's calls not answered yet get RESOURCE_EXHAUSTED (std::bad_alloc:
+// out of memory) or INTERNAL (any other exception), the event is logged
+// (event=inference_exception) and the worker goes on serving. A call whose
+// `done` throws counts as answered: it is never answered twice.
 //
 // Ownership and threading: thread-safe. A ModelQueue is shared: its served
 // version owns it and the scheduler holds it while it has queued calls; it
@@ -114,6 +124,7 @@ class ModelQueue {
   struct Pending {
     InferenceCall call;
     std::chrono::steady_clock::time_point enqueued;
+    int64_t bytes = 0;  // Of call.input and call.output.
   };
   ModelQueue(std::shared_ptr<const engine::Model> model,
              const BatchingOptions& options,
@@ -146,6 +157,12 @@ class Scheduler {
     int intra_op_threads = 1;  // OpenMP threads per forward pass (>= 1).
     // Calls queued across all versions before RESOURCE_EXHAUSTED (>= 1).
     int64_t max_queued_calls = 1024;
+    // Bytes of the input and output tensors of the calls queued across all
+    // versions before RESOURCE_EXHAUSTED (>= 1). A call larger than this
+    // is still queued when nothing else is (so it is never refused for
+    // good); the bound is then that one call. The server derives it from
+    // --max-memory-bytes (serve_command.h).
+    int64_t max_queued_bytes = int64_t{256} << 20;
     // rows x parameters at or below which a call may run inline.
     int64_t inline_work_limit = 262144;
     // Measure and record per-layer latency.
@@ -178,6 +195,8 @@ class Scheduler {
   int threads() const { return options_.threads; }
   // Calls queued across all versions (a snapshot).
   int64_t queued_calls() const;
+  // Bytes of the queued calls' tensors across all versions (a snapshot).
+  int64_t queued_bytes() const;
 
  private:
   using Batch = std::vector<ModelQueue::Pending>;
@@ -203,8 +222,12 @@ class Scheduler {
   // The one execution path (inline or on a worker): answers calls cancelled
   // or past their deadline without computing them, runs one forward pass
   // over the rest, writes each call's rows, records the metrics, invokes
-  // every `done`.
+  // every `done`. Never throws: an exception answers the calls not yet
+  // answered with an error (see "Contained failures").
   void RunCalls(ModelQueue& queue, std::span<InferenceCall*> calls) const;
+  // RunCalls without the containment; may throw.
+  void RunCallsOrThrow(ModelQueue& queue,
+                       std::span<InferenceCall*> calls) const;
 
   const Options options_;
   mutable absl::Mutex mutex_;
@@ -214,6 +237,7 @@ class Scheduler {
   // Queues with calls that are not ready yet (their delay runs).
   std::vector<std::shared_ptr<ModelQueue>> waiting_ ABSL_GUARDED_BY(mutex_);
   int64_t queued_calls_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t queued_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
   int idle_workers_ ABSL_GUARDED_BY(mutex_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   // stopping_, readable without the lock (the inline path).

@@ -1,11 +1,13 @@
 // Tests of the Scheduler's limits (server/scheduling/scheduler.h): the
-// global max_queued_calls bound across versions, Submit after Shutdown,
+// global max_queued_calls and max_queued_bytes bounds across versions (and
+// the one call larger than the byte bound), Submit after Shutdown,
 // and how per-model batching settings are resolved. Refused calls must
 // never have `done` invoked. The per-version max_queue_size is tested in
 // scheduler_test.cc next to the other one-worker cases.
 #include <memory>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/scheduling/scheduler.h"
 #include "tests/server/scheduling/scheduler_test_util.h"
@@ -65,6 +67,92 @@ TEST(SchedulerLimitsTest, MaxQueuedCallsBoundsAllVersionsTogether) {
   EXPECT_EQ(refused_a->answers.load(), 0);
   EXPECT_EQ(refused_b->answers.load(), 0);
   EXPECT_EQ(log.Order().size(), 5u);
+}
+
+// Bytes of the input and output tensors of a `rows`-row call of `model`.
+int64_t CallBytes(const TestModel& model, int64_t rows) {
+  return rows * (model.inputs() + model.outputs()) *
+         static_cast<int64_t>(sizeof(float));
+}
+
+TEST(SchedulerLimitsTest, MaxQueuedBytesBoundsAllVersionsTogether) {
+  const TestModel a = TinyModel("a", 1);
+  const TestModel b = TinyModel("b", 2);
+  // Room for 10 rows of either model (they have the same sizes).
+  const int64_t limit = CallBytes(a, 10);
+  Scheduler scheduler({.threads = 1,
+                       .max_queued_calls = 100,
+                       .max_queued_bytes = limit,
+                       .inline_work_limit = 0});
+  Gate gate(scheduler, 0);
+  AnswerLog log;
+  auto queue_a = scheduler.CreateQueue(a.model, {.max_queue_size = 100},
+                                       nullptr, nullptr, a.description());
+  auto queue_b = scheduler.CreateQueue(b.model, {.max_queue_size = 100},
+                                       nullptr, nullptr, b.description());
+  ASSERT_NO_FATAL_FAILURE(gate.Close());
+  std::vector<std::unique_ptr<Call>> calls;
+  calls.push_back(NewCall(a, 4, 1));
+  calls.push_back(NewCall(b, 3, 2));
+  calls.push_back(NewCall(a, 3, 3));  // 10 rows: exactly the limit.
+  for (size_t i = 0; i < calls.size(); ++i) {
+    ASSERT_TRUE(scheduler
+                    .Submit(i == 1 ? queue_b : queue_a,
+                            ToInferenceCall(calls[i].get(), &log))
+                    .ok());
+  }
+  EXPECT_EQ(scheduler.queued_bytes(), limit);
+  // One row more, on either version, is refused; by count there is room.
+  auto refused_a = NewCall(a, 1, 10);
+  auto refused_b = NewCall(b, 1, 11);
+  const absl::Status status_a =
+      scheduler.Submit(queue_a, ToInferenceCall(refused_a.get(), &log));
+  EXPECT_EQ(status_a.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(status_a.message(),
+              ::testing::HasSubstr(absl::StrCat("limit of ", limit, " bytes")));
+  EXPECT_EQ(
+      scheduler.Submit(queue_b, ToInferenceCall(refused_b.get(), &log)).code(),
+      absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(scheduler.queued_calls(), 3);
+  gate.Open();
+  ASSERT_TRUE(log.WaitForAnswers(3));
+  EXPECT_EQ(scheduler.queued_bytes(), 0);
+  // Room again once the queued calls have run.
+  auto later = NewCall(b, 10, 12);
+  EXPECT_TRUE(
+      scheduler.Submit(queue_b, ToInferenceCall(later.get(), &log)).ok());
+  ASSERT_TRUE(log.WaitForAnswers(4));
+  scheduler.Shutdown();
+  for (const auto& call : calls) EXPECT_TRUE(HasOwnRows(*call));
+  EXPECT_TRUE(HasOwnRows(*later));
+  EXPECT_EQ(refused_a->answers.load(), 0);
+  EXPECT_EQ(refused_b->answers.load(), 0);
+  EXPECT_TRUE(refused_a->OutputUntouched());
+}
+
+TEST(SchedulerLimitsTest, CallLargerThanTheByteLimitIsQueuedOnlyAlone) {
+  const TestModel a = TinyModel("a", 1);
+  Scheduler scheduler({.threads = 1,
+                       .max_queued_bytes = CallBytes(a, 2),
+                       .inline_work_limit = 0});
+  Gate gate(scheduler, 0);
+  AnswerLog log;
+  auto queue = scheduler.CreateQueue(a.model, {.max_queue_size = 100}, nullptr,
+                                     nullptr, a.description());
+  ASSERT_NO_FATAL_FAILURE(gate.Close());
+  // Nothing queued: the 5-row call gets in although it is over the limit...
+  auto large = NewCall(a, 5, 1);
+  ASSERT_TRUE(scheduler.Submit(queue, ToInferenceCall(large.get(), &log)).ok());
+  EXPECT_EQ(scheduler.queued_bytes(), CallBytes(a, 5));
+  // ...and nothing more, not even one row, while it waits.
+  auto small = NewCall(a, 1, 2);
+  EXPECT_EQ(scheduler.Submit(queue, ToInferenceCall(small.get(), &log)).code(),
+            absl::StatusCode::kResourceExhausted);
+  gate.Open();
+  ASSERT_TRUE(log.WaitForAnswers(1));
+  scheduler.Shutdown();
+  EXPECT_TRUE(HasOwnRows(*large));
+  EXPECT_EQ(small->answers.load(), 0);
 }
 
 TEST(SchedulerLimitsTest, SubmitAfterShutdownIsUnavailableAndNeverAnswered) {
