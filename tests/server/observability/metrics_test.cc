@@ -52,6 +52,12 @@ const prometheus::ClientMetric* FindMetric(
   }
   return nullptr;
 }
+// The result points into `families`: a temporary Collect() result would be
+// gone before the pointer is read (AddressSanitizer found two such
+// heap-use-after-free reads), so that overload does not exist.
+const prometheus::ClientMetric* FindMetric(
+    std::vector<prometheus::MetricFamily>&& families, const std::string& name,
+    const std::map<std::string, std::string>& labels) = delete;
 
 std::string Serialize(const std::vector<prometheus::MetricFamily>& families) {
   std::ostringstream out;
@@ -119,10 +125,11 @@ TEST(ServerMetricsTest, InferenceRecordsLatencyRowsAndEveryLayer) {
   ASSERT_NE(loaded, nullptr);
   EXPECT_EQ(loaded->gauge.value, 1);
   m->SetLoaded(false);
-  EXPECT_EQ(FindMetric(metrics.registry()->Collect(), "nnserve_model_loaded",
-                       {{"model", "digits"}, {"version", "3"}})
-                ->gauge.value,
-            0);
+  const auto after = metrics.registry()->Collect();
+  const auto* unloaded = FindMetric(after, "nnserve_model_loaded",
+                                    {{"model", "digits"}, {"version", "3"}});
+  ASSERT_NE(unloaded, nullptr);
+  EXPECT_EQ(unloaded->gauge.value, 0);
 }
 
 TEST(ServerMetricsTest, LayerTimingOffRecordsNoLayerSamples) {
@@ -130,9 +137,10 @@ TEST(ServerMetricsTest, LayerTimingOffRecordsNoLayerSamples) {
   std::shared_ptr<ModelVersionMetrics> m =
       metrics.ForModelVersion("m", 1, {"a"});
   m->RecordInference(1e-5, 1, {});
-  const auto* layer = FindMetric(
-      metrics.registry()->Collect(), "nnserve_layer_duration_seconds",
-      {{"model", "m"}, {"version", "1"}, {"layer", "a"}});
+  const auto families = metrics.registry()->Collect();
+  const auto* layer =
+      FindMetric(families, "nnserve_layer_duration_seconds",
+                 {{"model", "m"}, {"version", "1"}, {"layer", "a"}});
   ASSERT_NE(layer, nullptr);
   EXPECT_EQ(layer->histogram.sample_count, 0u);
 }
@@ -258,8 +266,9 @@ TEST(ServerMetricsTest, ReloadedVersionKeepsItsSeriesWhenTheOldOneGoes) {
                         labels),
             0);
   auto again = metrics.ForModelVersion("m", 3, {});
-  const auto* fresh = FindMetric(metrics.registry()->Collect(),
-                                 "nnserve_inference_rows_total", labels);
+  const auto fresh_families = metrics.registry()->Collect();
+  const auto* fresh =
+      FindMetric(fresh_families, "nnserve_inference_rows_total", labels);
   ASSERT_NE(fresh, nullptr);
   EXPECT_EQ(fresh->counter.value, 0);
 }
