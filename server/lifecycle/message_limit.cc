@@ -52,14 +52,16 @@ ModelMessageBytes MessageBytesFor(const v1::ModelConfig& config,
 DerivedMessageLimit DeriveMessageLimit(std::span<const v1::ModelConfig> configs,
                                        int64_t max_batch_rows) {
   DerivedMessageLimit limit;
+  int64_t largest = -1;
   for (const v1::ModelConfig& config : configs) {
     const ModelMessageBytes sizes = MessageBytesFor(config, max_batch_rows);
-    if (sizes.largest() > limit.bytes) {
-      limit.bytes = sizes.largest();
+    if (sizes.largest() > largest) {
+      largest = sizes.largest();
       limit.model = config.name();
       limit.sizes = sizes;
     }
   }
+  limit.bytes = std::max(largest, kMinMessageLimit);
   return limit;
 }
 

@@ -48,7 +48,8 @@ ModelMessageBytes MessageBytesFor(const v1::ModelConfig& config,
 
 struct DerivedMessageLimit {
   int64_t bytes = kMinMessageLimit;
-  // The model whose messages decided it (empty: the minimum did).
+  // The model with the largest messages (empty: no models), which decided
+  // the limit unless the minimum did.
   std::string model;
   ModelMessageBytes sizes;  // That model's.
 };

@@ -46,7 +46,8 @@ TEST(MessageLimitTest, SmallModelsGetGrpcsDefaultMinimum) {
   const std::vector<v1::ModelConfig> configs = {Config("digits", 64, 10)};
   const DerivedMessageLimit limit = DeriveMessageLimit(configs, 1024);
   EXPECT_EQ(limit.bytes, kMinMessageLimit);
-  EXPECT_EQ(limit.model, "");
+  EXPECT_EQ(limit.model, "digits");
+  EXPECT_EQ(limit.sizes.request, 1024 * 64 * 4 + kMessageMargin);
   EXPECT_EQ(DeriveMessageLimit({}, 1024).bytes, kMinMessageLimit);
 }
 
