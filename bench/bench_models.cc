@@ -119,7 +119,7 @@ absl::StatusOr<BenchModel> LoadOrGenerateModel(
   if (!versions.ok()) return versions.status();
   const int64_t version = versions->back();
   const std::filesystem::path version_dir = dir / std::to_string(version);
-  absl::StatusOr<engine::TensorMap> tensors =
+  absl::StatusOr<formats::TensorMap> tensors =
       engine::ReadTensors(version_dir, *config);
   if (!tensors.ok()) return tensors.status();
   absl::StatusOr<engine::ModelSpec> spec = engine::BuildModelSpec(

@@ -140,7 +140,7 @@ std::vector<int64_t> ExpectedWeightShape(WeightLayout layout, int64_t units,
 }
 
 // First non-finite value in `t`, as an error naming tensor, index and value.
-absl::Status CheckFinite(const Tensor& t, std::string_view tensor_name,
+absl::Status CheckFinite(const formats::Tensor& t, std::string_view tensor_name,
                          std::string_view source) {
   for (size_t i = 0; i < t.values.size(); ++i) {
     if (!std::isfinite(t.values[i])) {
@@ -303,7 +303,7 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config,
 }
 
 absl::StatusOr<ModelSpec> BuildModelSpec(const v1::ModelConfig& config,
-                                         TensorMap tensors,
+                                         formats::TensorMap tensors,
                                          std::string_view source) {
   if (absl::Status s = ValidateModelConfig(config, source); !s.ok()) return s;
 
@@ -381,14 +381,15 @@ absl::StatusOr<ModelSpec> BuildModelSpec(const v1::ModelConfig& config,
       layer.alpha = lc.has_alpha() ? lc.alpha() : 1.0f;
     }
 
-    const Tensor& w = tensors.find(lc.weight())->second;
+    const formats::Tensor& w = tensors.find(lc.weight())->second;
     const std::vector<int64_t> expected =
         ExpectedWeightShape(spec.weight_layout, layer.units, in);
     if (w.shape != expected) {
       return absl::InvalidArgumentError(absl::StrCat(
           Sv(source), ": layer '", lc.name(), "' weight '", lc.weight(),
-          "' has shape ", ShapeString(w.shape), ", expected ",
-          ShapeString(expected), " (", Sv(WeightLayoutName(spec.weight_layout)),
+          "' has shape ", formats::ShapeString(w.shape), ", expected ",
+          formats::ShapeString(expected), " (",
+          Sv(WeightLayoutName(spec.weight_layout)),
           spec.weight_layout == WeightLayout::kOutIn ? ": [units, in]"
                                                      : ": [in, units]",
           "; in = ", in, " from ", in_origin, ")"));
@@ -405,12 +406,12 @@ absl::StatusOr<ModelSpec> BuildModelSpec(const v1::ModelConfig& config,
       }
     }
     if (!lc.bias().empty()) {
-      const Tensor& b = tensors.find(lc.bias())->second;
+      const formats::Tensor& b = tensors.find(lc.bias())->second;
       if (b.shape != std::vector<int64_t>{layer.units}) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(Sv(source), ": layer '", lc.name(), "' bias '",
-                         lc.bias(), "' has shape ", ShapeString(b.shape),
-                         ", expected [", layer.units, "] ([units])"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            Sv(source), ": layer '", lc.name(), "' bias '", lc.bias(),
+            "' has shape ", formats::ShapeString(b.shape), ", expected [",
+            layer.units, "] ([units])"));
       }
       layer.bias = take(lc.bias());
     }

@@ -15,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/precision.h"
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 #include "nnserve/v1/model_config.pb.h"
 
 namespace nnserve::engine {
@@ -87,7 +87,7 @@ absl::Status ValidateModelConfig(const v1::ModelConfig& config,
 // other tensor may be present; all values must be finite. `source` names
 // the weight file(s) in messages, e.g. "models/digits/1/model.safetensors".
 absl::StatusOr<ModelSpec> BuildModelSpec(const v1::ModelConfig& config,
-                                         TensorMap tensors,
+                                         formats::TensorMap tensors,
                                          std::string_view source);
 
 }  // namespace nnserve::engine

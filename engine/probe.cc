@@ -11,7 +11,7 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "engine/npy.h"
+#include "formats/npy.h"
 
 namespace nnserve::engine {
 namespace {
@@ -42,16 +42,18 @@ absl::StatusOr<ProbeBatch> ReadSampleFile(const fs::path& path,
     return absl::InvalidArgumentError(
         absl::StrCat(path.string(), ": cannot read"));
   }
-  absl::StatusOr<Tensor> tensor = ParseNpy(bytes, path.string());
+  absl::StatusOr<formats::Tensor> tensor =
+      formats::ParseNpy(bytes, path.string());
   if (!tensor.ok()) return tensor.status();
   const std::vector<int64_t>& shape = tensor->shape;
   const bool one_row = shape.size() == 1 && shape[0] == input_size;
   const bool matrix =
       shape.size() == 2 && shape[0] >= 1 && shape[1] == input_size;
   if (!one_row && !matrix) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path.string(), ": shape is ", ShapeString(shape), ", expected [rows, ",
-        input_size, "] or [", input_size, "] (the model's input size)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": shape is ", formats::ShapeString(shape),
+                     ", expected [rows, ", input_size, "] or [", input_size,
+                     "] (the model's input size)"));
   }
   ProbeBatch batch;
   batch.rows = std::min(one_row ? 1 : shape[0], kMaxProbeRows);

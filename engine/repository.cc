@@ -11,12 +11,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/str_util.h"
 #include "engine/model_config.h"
 #include "engine/model_spec.h"
-#include "engine/npy.h"
 #include "engine/probe.h"
-#include "engine/safetensors.h"
-#include "common/str_util.h"
+#include "formats/npy.h"
+#include "formats/safetensors.h"
 
 namespace nnserve::engine {
 namespace {
@@ -207,8 +207,8 @@ absl::StatusOr<ModelDirectory> ReadModelDirectory(const fs::path& model_dir) {
   return directory;
 }
 
-absl::StatusOr<TensorMap> ReadTensors(const fs::path& version_dir,
-                                      const v1::ModelConfig& config) {
+absl::StatusOr<formats::TensorMap> ReadTensors(const fs::path& version_dir,
+                                               const v1::ModelConfig& config) {
   std::set<std::string> referenced;
   for (const v1::LayerConfig& layer : config.layers()) {
     referenced.insert(layer.weight());
@@ -244,7 +244,7 @@ absl::StatusOr<TensorMap> ReadTensors(const fs::path& version_dir,
     absl::StatusOr<std::string> bytes =
         ReadFileBounded(path, kMaxTensorFileBytes);
     if (!bytes.ok()) return bytes.status();
-    return ParseSafetensors(*bytes, path.string());
+    return formats::ParseSafetensors(*bytes, path.string());
   }
 
   std::vector<std::string> unknown;
@@ -261,7 +261,7 @@ absl::StatusOr<TensorMap> ReadTensors(const fs::path& version_dir,
         "; expected model.safetensors or one <tensor>.npy per tensor the "
         "config references"));
   }
-  TensorMap tensors;
+  formats::TensorMap tensors;
   for (const std::string& name : referenced) {
     const fs::path path = version_dir / (name + ".npy");
     if (!files.contains(name + ".npy")) {
@@ -272,7 +272,8 @@ absl::StatusOr<TensorMap> ReadTensors(const fs::path& version_dir,
     absl::StatusOr<std::string> bytes =
         ReadFileBounded(path, kMaxTensorFileBytes);
     if (!bytes.ok()) return bytes.status();
-    absl::StatusOr<Tensor> tensor = ParseNpy(*bytes, path.string());
+    absl::StatusOr<formats::Tensor> tensor =
+        formats::ParseNpy(*bytes, path.string());
     if (!tensor.ok()) return tensor.status();
     tensors.emplace(name, *std::move(tensor));
   }
@@ -285,7 +286,7 @@ absl::StatusOr<LoadedVersion> LoadVersion(const fs::path& model_dir,
                                           const EngineOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const fs::path version_dir = model_dir / std::to_string(version);
-  absl::StatusOr<TensorMap> tensors = ReadTensors(version_dir, config);
+  absl::StatusOr<formats::TensorMap> tensors = ReadTensors(version_dir, config);
   if (!tensors.ok()) return tensors.status();
   const std::string source = fs::exists(version_dir / kSafetensorsFile)
                                  ? (version_dir / kSafetensorsFile).string()

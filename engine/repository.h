@@ -70,8 +70,8 @@ absl::StatusOr<LoadedVersion> LoadVersion(
 
 // Reads the tensors of <model_dir>/<version>/: model.safetensors, or one
 // .npy per tensor name the config references (anything else is an error).
-absl::StatusOr<TensorMap> ReadTensors(const std::filesystem::path& version_dir,
-                                      const v1::ModelConfig& config);
+absl::StatusOr<formats::TensorMap> ReadTensors(
+    const std::filesystem::path& version_dir, const v1::ModelConfig& config);
 
 // Loads one version (0 = the highest directory, whatever the version
 // policy) of the model in `model_dir`: ReadModelDirectory + LoadVersion.

@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run_cmd
       ->add_option("--input", run.input,
-                   "Input rows: .npy or CSV file; '-' = CSV on stdin")
+                   "Input rows: .npy or CSV file; '-' = .npy or CSV on stdin")
       ->capture_default_str();
   run_cmd->add_option("--output", run.output,
                       "Write the outputs as a float32 .npy file");

@@ -1,35 +1,28 @@
-// Input matrices for the offline `nnserve run` command: a float32/float64/
-// float16 .npy file (via the engine's parser) or CSV text (one row per line,
-// comma-separated numbers; blank lines and lines starting with '#' are
-// skipped). Both yield a row-major [rows, columns] float matrix; a 1-D .npy
-// array is one row. Stateless; thread-safe.
+// Input matrices for the offline `nnserve run` command, read with the shared
+// parsers of formats/: a .npy file (formats/matrix.h ParseNpyMatrix: any
+// dtype, version and order the engine reads; 1-D = one row, 2-D = rows) or
+// CSV text (formats/csv.h ParseCsvMatrix, whose dialect is documented
+// there). Stateless; thread-safe.
 #ifndef NNSERVE_SERVER_COMMANDS_INPUT_READER_H_
 #define NNSERVE_SERVER_COMMANDS_INPUT_READER_H_
 
-#include <cstdint>
 #include <filesystem>
-#include <vector>
-#include "absl/strings/string_view.h"
+#include <string_view>
 
 #include "absl/status/statusor.h"
+#include "formats/matrix.h"
 
 namespace nnserve::server {
 
-struct Matrix {
-  int64_t rows = 0;
-  int64_t columns = 0;
-  std::vector<float> values;  // rows * columns, row-major.
-};
+// Parses `bytes` as .npy when they start with the .npy magic "\x93NUMPY",
+// as CSV otherwise. `source` names the input in messages ("stdin", ...).
+absl::StatusOr<formats::FloatMatrix> ParseMatrix(std::string_view bytes,
+                                                 std::string_view source);
 
-// Parses CSV `text`. `source` names the input in messages ("stdin",
-// "x.csv"). Errors name the line (1-based) and column: a value that is not
-// a number, or a row whose length differs from the first row's.
-absl::StatusOr<Matrix> ParseCsvMatrix(absl::string_view text,
-                                      absl::string_view source);
-
-// Reads `path`: .npy files by content (magic "\x93NUMPY"), anything else as
-// CSV. A .npy array must be 1-D or 2-D.
-absl::StatusOr<Matrix> ReadMatrixFile(const std::filesystem::path& path);
+// Reads `path` and parses it as ParseMatrix does (by content, whatever its
+// extension). A file that cannot be opened is NotFound naming it.
+absl::StatusOr<formats::FloatMatrix> ReadMatrixFile(
+    const std::filesystem::path& path);
 
 }  // namespace nnserve::server
 

@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/npy.h"
 #include "engine/repository.h"
 #include "engine/rows.h"
+#include "formats/npy.h"
 #include "server/commands/input_reader.h"
 #include "server/commands/precision_flag.h"
 
@@ -76,11 +76,11 @@ absl::Status RunOffline(const RunOptions& options, std::istream& in,
   if (!model.ok()) return model.status();
   const engine::ModelInfo& info = (*model)->info();
 
-  absl::StatusOr<Matrix> matrix;
+  absl::StatusOr<formats::FloatMatrix> matrix;
   if (options.input.empty() || options.input == "-") {
     std::string text{std::istreambuf_iterator<char>(in),
                      std::istreambuf_iterator<char>()};
-    matrix = ParseCsvMatrix(text, "stdin");
+    matrix = ParseMatrix(text, "stdin");
   } else {
     matrix = ReadMatrixFile(options.input);
   }
@@ -90,18 +90,17 @@ absl::Status RunOffline(const RunOptions& options, std::istream& in,
   const std::string description =
       absl::StrCat("model '", info.name, "' version ", info.version, " input '",
                    info.input_name, "'");
-  if (matrix->columns != info.input_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(description, ": input has ", matrix->columns,
-                     " features per row (shape [", matrix->rows, ", ",
-                     matrix->columns, "]); expected ", info.input_size));
+  if (matrix->cols != info.input_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        description, ": input has ", matrix->cols, " features per row (shape [",
+        matrix->rows, ", ", matrix->cols, "]); expected ", info.input_size));
   }
   if (matrix->rows == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         description, ": input has no rows; expected at least 1 row"));
   }
   absl::Status finite =
-      engine::CheckFiniteRows(matrix->values, matrix->columns, description);
+      engine::CheckFiniteRows(matrix->values, matrix->cols, description);
   if (!finite.ok()) return finite;
 
   const int64_t rows = matrix->rows;
@@ -130,7 +129,7 @@ absl::Status RunOffline(const RunOptions& options, std::istream& in,
   }
   if (!options.output.empty()) {
     return WriteFileAtomically(options.output,
-                               engine::SerializeNpy({rows, cols}, output));
+                               formats::SerializeNpy({rows, cols}, output));
   }
   return absl::OkStatus();
 }

@@ -2,8 +2,8 @@
 // [--output Y.npy] [--precision P]`: an offline forward pass without a
 // server. Loads the model (with full validation) in its configured
 // precision or the one --precision names, reads the input rows (a .npy or
-// CSV file;
-// "-" or no --input reads CSV from stdin), checks them exactly like the
+// CSV file, by content; "-" or no --input reads .npy or CSV from stdin, see
+// input_reader.h), checks them exactly like the
 // server does (feature count, finite values), runs the forward pass and
 // prints one line per row: the output vector and, for models with labels,
 // the argmax label. A model loaded in (or asked for) BF16/INT8 first gets a
@@ -27,7 +27,7 @@ namespace nnserve::server {
 struct RunOptions {
   std::filesystem::path model_dir;
   int64_t version = 0;      // 0 = newest.
-  std::string input = "-";  // Path, or "-" for CSV on `stdin`.
+  std::string input = "-";  // Path, or "-" for .npy or CSV on `stdin`.
   std::string output;       // .npy path; empty = none.
   int intra_op_threads = 1;
   // "fp32", "bf16" or "int8" overrides config.pbtxt's precision; "" = as

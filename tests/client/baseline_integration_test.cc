@@ -245,7 +245,8 @@ TEST_F(BaselineTest, CliErrorsExitNonZeroWithCodeName) {
       Cli({"predict", "--model", "digits"}, "1,2\n3\n");
   EXPECT_EQ(bad_input.exit_code, 1);
   EXPECT_THAT(bad_input.err,
-              HasSubstr("error: INVALID_ARGUMENT: <stdin>:2: row has 1"));
+              HasSubstr("error: INVALID_ARGUMENT: <stdin>: csv: line 2 has 1 "
+                        "values; expected 2 like line 1"));
 }
 
 TEST_F(BaselineTest, CliHealthExitCodeFollowsServingStatus) {

@@ -271,7 +271,7 @@ TEST(BuildModelSpecTest, ShapeMismatchBetweenConsecutiveLayers) {
   model.config.mutable_layers(0)->set_name("hidden");
   model.config.mutable_layers(1)->set_name("output");
   model.config.mutable_layers(1)->set_weight("fc2.weight");
-  engine::Tensor w = model.tensors["fc1.weight"];
+  formats::Tensor w = model.tensors["fc1.weight"];
   model.tensors.erase("fc1.weight");
   w.shape = {10, 31};
   w.values.resize(310);

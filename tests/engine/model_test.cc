@@ -23,6 +23,11 @@
 namespace nnserve::engine {
 namespace {
 
+using formats::DType;
+using formats::DTypeName;
+using formats::Tensor;
+using formats::TensorMap;
+
 using ::nnserve::testing::BuildRandomModel;
 using ::nnserve::testing::FileFormat;
 using ::nnserve::testing::LayerDef;

@@ -20,6 +20,9 @@
 namespace nnserve::engine {
 namespace {
 
+using formats::DType;
+using formats::Tensor;
+
 using ::nnserve::testing::BuildRandomModel;
 using ::nnserve::testing::FileFormat;
 using ::nnserve::testing::NpyBytes;

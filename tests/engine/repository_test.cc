@@ -10,7 +10,7 @@
 #include <iterator>
 #include <string>
 
-#include "engine/npy.h"
+#include "formats/npy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/model_builder.h"
@@ -19,6 +19,11 @@
 
 namespace nnserve::engine {
 namespace {
+
+using formats::DType;
+using formats::ParseNpy;
+using formats::Tensor;
+using formats::TensorMap;
 
 namespace fs = std::filesystem;
 using ::nnserve::testing::BuildRandomModel;

@@ -33,8 +33,8 @@ void WriteVersionFiles(const fs::path& dir,
 }
 
 std::map<std::string, std::string> WeightFiles(
-    const engine::TensorMap& tensors) {
-  return {{kWeightFile, SafetensorsBytes(tensors, engine::DType::kF32)}};
+    const formats::TensorMap& tensors) {
+  return {{kWeightFile, SafetensorsBytes(tensors, formats::DType::kF32)}};
 }
 
 }  // namespace
@@ -75,7 +75,7 @@ fs::path LiveRepository::NewStagingDir() {
 
 void LiveRepository::AddModel(
     const v1::ModelConfig& config,
-    const std::map<int64_t, engine::TensorMap>& versions) {
+    const std::map<int64_t, formats::TensorMap>& versions) {
   const fs::path dir = NewStagingDir() / config.name();
   CreateDirOrThrow(dir);
   WriteFile(dir / "config.pbtxt", ConfigText(config));
@@ -86,7 +86,7 @@ void LiveRepository::AddModel(
 }
 
 void LiveRepository::AddVersion(std::string_view model, int64_t version,
-                                const engine::TensorMap& tensors) {
+                                const formats::TensorMap& tensors) {
   AddVersionFiles(model, version, WeightFiles(tensors));
 }
 
@@ -106,10 +106,10 @@ void LiveRepository::ReplaceFile(const fs::path& relative,
 }
 
 void LiveRepository::ReplaceWeights(std::string_view model, int64_t version,
-                                    const engine::TensorMap& tensors) {
+                                    const formats::TensorMap& tensors) {
   ReplaceFile(
       fs::path(std::string(model)) / absl::StrCat(version) / kWeightFile,
-      SafetensorsBytes(tensors, engine::DType::kF32));
+      SafetensorsBytes(tensors, formats::DType::kF32));
 }
 
 void LiveRepository::ReplaceConfig(const v1::ModelConfig& config) {

@@ -19,7 +19,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 #include "nnserve/v1/model_config.pb.h"
 #include "tests/util/model_builder.h"
 
@@ -43,12 +43,12 @@ class LiveRepository {
   // whose name is the directory name) and one version directory per entry
   // of `versions` holding kWeightFile (f32 safetensors).
   void AddModel(const v1::ModelConfig& config,
-                const std::map<int64_t, engine::TensorMap>& versions);
+                const std::map<int64_t, formats::TensorMap>& versions);
 
   // Publishes one version directory <model>/<version>/ holding kWeightFile
   // with `tensors`. The model directory must exist.
   void AddVersion(std::string_view model, int64_t version,
-                  const engine::TensorMap& tensors);
+                  const formats::TensorMap& tensors);
 
   // Publishes one version directory holding exactly `files` (file name →
   // bytes), e.g. a truncated weight file.
@@ -63,7 +63,7 @@ class LiveRepository {
 
   // Replaces <model>/<version>/kWeightFile with `tensors` (ReplaceFile).
   void ReplaceWeights(std::string_view model, int64_t version,
-                      const engine::TensorMap& tensors);
+                      const formats::TensorMap& tensors);
 
   // Replaces <model>/config.pbtxt with `config` (ReplaceFile).
   void ReplaceConfig(const v1::ModelConfig& config);

@@ -45,7 +45,7 @@ RandomModel BuildRandomModel(std::string_view name, int64_t input_size,
     layer->set_activation(engine::ToConfigActivation(def.activation));
     if (def.alpha.has_value()) layer->set_alpha(*def.alpha);
     const float scale = 1.0f / std::sqrt(static_cast<float>(in));
-    engine::Tensor weight;
+    formats::Tensor weight;
     weight.shape = layout == engine::WeightLayout::kOutIn
                        ? std::vector<int64_t>{def.units, in}
                        : std::vector<int64_t>{in, def.units};
@@ -54,7 +54,7 @@ RandomModel BuildRandomModel(std::string_view name, int64_t input_size,
     layer->set_weight(layer_name + ".weight");
     model.tensors.emplace(layer_name + ".weight", std::move(weight));
     if (def.bias) {
-      engine::Tensor bias;
+      formats::Tensor bias;
       bias.shape = {def.units};
       bias.values =
           RandomValues(static_cast<size_t>(def.units), scale,
@@ -68,8 +68,8 @@ RandomModel BuildRandomModel(std::string_view name, int64_t input_size,
 }
 
 void WriteTensorFiles(const fs::path& version_dir,
-                      const engine::TensorMap& tensors, FileFormat format,
-                      engine::DType dtype) {
+                      const formats::TensorMap& tensors, FileFormat format,
+                      formats::DType dtype) {
   if (format == FileFormat::kSafetensors) {
     WriteFile(version_dir / "model.safetensors",
               SafetensorsBytes(tensors, dtype));
@@ -82,7 +82,7 @@ void WriteTensorFiles(const fs::path& version_dir,
 
 fs::path WriteModelDir(const fs::path& repository, const RandomModel& model,
                        int64_t version, FileFormat format,
-                       engine::DType dtype) {
+                       formats::DType dtype) {
   const fs::path model_dir = repository / model.config.name();
   std::string text;
   if (!google::protobuf::TextFormat::PrintToString(model.config, &text)) {

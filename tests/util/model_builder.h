@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "engine/model_spec.h"
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 #include "nnserve/v1/model_config.pb.h"
 
 namespace nnserve::testing {
@@ -32,7 +32,7 @@ struct LayerDef {
 
 struct RandomModel {
   v1::ModelConfig config;
-  engine::TensorMap tensors;  // Stored in the config's weight layout.
+  formats::TensorMap tensors;  // Stored in the config's weight layout.
 };
 
 // Layers are named "fc0", "fc1", ...; tensors "fc<i>.weight" and
@@ -50,12 +50,12 @@ enum class FileFormat { kSafetensors, kNpy };
 // I/O failure. Returns the model directory.
 std::filesystem::path WriteModelDir(const std::filesystem::path& repository,
                                     const RandomModel& model, int64_t version,
-                                    FileFormat format, engine::DType dtype);
+                                    FileFormat format, formats::DType dtype);
 
 // Writes only the tensors of `model` into `version_dir`.
 void WriteTensorFiles(const std::filesystem::path& version_dir,
-                      const engine::TensorMap& tensors, FileFormat format,
-                      engine::DType dtype);
+                      const formats::TensorMap& tensors, FileFormat format,
+                      formats::DType dtype);
 
 // A fresh empty directory under the system temp dir, unique per call.
 std::filesystem::path MakeTempDir(std::string_view prefix);

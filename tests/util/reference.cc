@@ -45,7 +45,7 @@ void ReferenceActivation(v1::Activation activation, double alpha,
 }
 
 std::vector<double> ReferenceForward(const v1::ModelConfig& config,
-                                     const engine::TensorMap& tensors,
+                                     const formats::TensorMap& tensors,
                                      std::span<const float> input,
                                      int64_t rows) {
   int64_t in = config.input().size();

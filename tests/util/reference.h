@@ -10,7 +10,7 @@
 #include <span>
 #include <vector>
 
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 #include "nnserve/v1/model_config.pb.h"
 
 namespace nnserve::testing {
@@ -19,7 +19,7 @@ namespace nnserve::testing {
 // model; returns [rows, last units] row-major. The config must be valid and
 // the tensors present with the right shapes (the oracle does not check).
 std::vector<double> ReferenceForward(const v1::ModelConfig& config,
-                                     const engine::TensorMap& tensors,
+                                     const formats::TensorMap& tensors,
                                      std::span<const float> input,
                                      int64_t rows);
 

@@ -8,32 +8,32 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/half.h"
-#include "engine/npy.h"
+#include "formats/half.h"
+#include "formats/npy.h"
 #include "nlohmann/json.hpp"
 
 namespace nnserve::testing {
 namespace {
 
-using engine::DType;
+using formats::DType;
 
 size_t ElementCount(const std::vector<int64_t>& shape) {
   size_t count = 1;
   for (int64_t dim : shape) {
     if (dim < 0) {
       throw std::invalid_argument("negative dimension in shape " +
-                                  engine::ShapeString(shape));
+                                  formats::ShapeString(shape));
     }
     count *= static_cast<size_t>(dim);
   }
   return count;
 }
 
-void CheckConsistent(const std::string& name, const engine::Tensor& t) {
+void CheckConsistent(const std::string& name, const formats::Tensor& t) {
   if (ElementCount(t.shape) != t.values.size()) {
     throw std::invalid_argument(absl::StrCat(
         "tensor '", name, "' has ", t.values.size(), " values but shape ",
-        engine::ShapeString(t.shape), " needs ", ElementCount(t.shape)));
+        formats::ShapeString(t.shape), " needs ", ElementCount(t.shape)));
   }
 }
 
@@ -99,12 +99,12 @@ std::vector<float> ToFortranOrder(const std::vector<int64_t>& shape,
 
 }  // namespace
 
-uint16_t FloatToHalf(float value) { return engine::FloatToHalfBits(value); }
+uint16_t FloatToHalf(float value) { return formats::FloatToHalfBits(value); }
 
-uint16_t FloatToBf16(float value) { return engine::FloatToBf16Bits(value); }
+uint16_t FloatToBf16(float value) { return formats::FloatToBf16Bits(value); }
 
 std::string SafetensorsBytes(
-    const engine::TensorMap& tensors, DType dtype,
+    const formats::TensorMap& tensors, DType dtype,
     const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   std::string data;
@@ -112,7 +112,7 @@ std::string SafetensorsBytes(
     CheckConsistent(name, tensor);
     const size_t begin = data.size();
     AppendValues(data, tensor.values, dtype);
-    header[name] = {{"dtype", std::string(engine::DTypeName(dtype))},
+    header[name] = {{"dtype", std::string(formats::DTypeName(dtype))},
                     {"shape", tensor.shape},
                     {"data_offsets", {begin, data.size()}}};
   }
@@ -128,7 +128,7 @@ std::string SafetensorsBytes(
   return out;
 }
 
-std::string NpyBytes(const engine::Tensor& t, DType dtype, int major_version,
+std::string NpyBytes(const formats::Tensor& t, DType dtype, int major_version,
                      bool fortran_order) {
   CheckConsistent("npy", t);
   if (major_version < 1 || major_version > 3) {
@@ -141,10 +141,10 @@ std::string NpyBytes(const engine::Tensor& t, DType dtype, int major_version,
                                              : nullptr;
   if (descr == nullptr) {
     throw std::invalid_argument("npy has no dtype for " +
-                                std::string(engine::DTypeName(dtype)));
+                                std::string(formats::DTypeName(dtype)));
   }
   if (dtype == DType::kF32 && major_version == 1 && !fortran_order) {
-    return engine::SerializeNpy(t.shape, t.values);  // The production writer.
+    return formats::SerializeNpy(t.shape, t.values);  // The production writer.
   }
   const std::string shape =
       t.shape.size() == 1

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 
 namespace nnserve::testing {
 
@@ -20,14 +20,14 @@ namespace nnserve::testing {
 // values are rounded to nearest-even for F16/BF16). `metadata` becomes the
 // optional "__metadata__" object.
 std::string SafetensorsBytes(
-    const engine::TensorMap& tensors, engine::DType dtype,
+    const formats::TensorMap& tensors, formats::DType dtype,
     const std::map<std::string, std::string>& metadata = {});
 
 // A complete .npy file for `t` stored as `dtype` (F32, F64 or F16 only;
 // throws std::invalid_argument for BF16), format version `major_version`
 // (1, 2 or 3). With `fortran_order` the data is written column-major and the
 // header says so, as NumPy does for Fortran-contiguous arrays.
-std::string NpyBytes(const engine::Tensor& t, engine::DType dtype,
+std::string NpyBytes(const formats::Tensor& t, formats::DType dtype,
                      int major_version = 1, bool fortran_order = false);
 
 // Writes `bytes` to `path`, creating parent directories. Throws

@@ -46,7 +46,7 @@ class InferenceServiceTest : public ::testing::Test {
     model_.config.mutable_output()->add_labels("eel");
     WriteModelDir(repo_.path(), model_, 1,
                   nnserve::testing::FileFormat::kSafetensors,
-                  engine::DType::kF32);
+                  formats::DType::kF32);
   }
 
   void TearDown() override { StopServer(); }

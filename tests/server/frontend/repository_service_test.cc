@@ -42,7 +42,7 @@ class RepositoryServiceTest : public ::testing::Test {
         repo_.path(),
         BuildRandomModel("small", 4, {LayerDef(3, engine::Activation::kRelu)},
                          engine::WeightLayout::kOutIn, 1),
-        1, FileFormat::kSafetensors, engine::DType::kF32);
+        1, FileFormat::kSafetensors, formats::DType::kF32);
     // ~5.5 M parameters (22 MB): its load runs long enough to be seen
     // LOADING in the registry.
     WriteModelDir(repo_.path(),
@@ -52,7 +52,7 @@ class RepositoryServiceTest : public ::testing::Test {
                                     LayerDef(1536, engine::Activation::kRelu),
                                     LayerDef(4, engine::Activation::kSoftmax)},
                                    engine::WeightLayout::kOutIn, 2),
-                  1, FileFormat::kSafetensors, engine::DType::kF32);
+                  1, FileFormat::kSafetensors, formats::DType::kF32);
   }
 
   // As the server shuts down: the lifecycle first (pending loads are

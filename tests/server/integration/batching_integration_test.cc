@@ -42,7 +42,7 @@ TEST(BatchingIntegrationTest, ConcurrentCallersGetExactlyTheirOwnRows) {
     model.config.mutable_output()->add_labels(absl::StrCat("class-", i));
   }
   WriteModelDir(repo.path(), model, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   // Every call goes through the batcher (no inline forwards).
@@ -141,7 +141,7 @@ TEST(BatchingIntegrationTest, ModelConfigQueueSizeOverridesServerDefault) {
   heavy.config.mutable_dynamic_batching()->set_max_queue_size(1);
   heavy.config.mutable_dynamic_batching()->set_max_batch_rows(256);
   WriteModelDir(repo.path(), heavy, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   // The server default queue (1000) would take every call.
@@ -184,7 +184,7 @@ TEST(BatchingIntegrationTest, SigtermWhileCallsAreQueuedAnswersEveryOne) {
   ScopedTempDir repo("nnserve_batching_shutdown_itest");
   const RandomModel heavy = HeavyModel();
   WriteModelDir(repo.path(), heavy, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   // 256-row calls with max_batch_rows 256: one forward per call, run one

@@ -61,7 +61,7 @@ class ConcurrencyIntegrationTest
       // Every version directory serves (the default policy: the newest).
       model.config.mutable_version_policy()->mutable_all();
       WriteModelDir(repo_->path(), model, version, FileFormat::kSafetensors,
-                    engine::DType::kF32);
+                    formats::DType::kF32);
     }
     StartSharedServer(
         {"--threads=2", absl::StrCat("--max-batch-rows=", kMaxBatchRows)});

@@ -28,13 +28,13 @@ TEST(ConfigurationIntegrationTest, SettingsFromEnvironmentVariables) {
                                  {LayerDef(4, Activation::kRelu),
                                   LayerDef(2, Activation::kSoftmax)},
                                  WeightLayout::kOutIn, 1),
-                1, FileFormat::kSafetensors, engine::DType::kF32);
+                1, FileFormat::kSafetensors, formats::DType::kF32);
   // "broken" names 5 units for fc0 but its weights have 6 rows.
   RandomModel broken = BuildRandomModel(
       "broken", 3, {LayerDef(6, Activation::kRelu)}, WeightLayout::kOutIn, 2);
   broken.config.mutable_layers(0)->set_units(5);
   WriteModelDir(repo.path(), broken, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
 
   ServerOptions options;
   options.model_repository = repo.path();

@@ -35,22 +35,22 @@ class ErrorsIntegrationTest : public SharedServerTest<ErrorsIntegrationTest> {
                                          LayerDef(2, Activation::kSoftmax)};
     WriteModelDir(repo_->path(),
                   BuildRandomModel("small", 4, small, WeightLayout::kOutIn, 1),
-                  1, FileFormat::kSafetensors, engine::DType::kF32);
+                  1, FileFormat::kSafetensors, formats::DType::kF32);
     RandomModel small2 =
         BuildRandomModel("small", 4, small, WeightLayout::kOutIn, 2);
     small2.config.mutable_version_policy()->mutable_all();  // Serve 1 and 2.
     WriteModelDir(repo_->path(), small2, 2, FileFormat::kSafetensors,
-                  engine::DType::kF32);
+                  formats::DType::kF32);
     WriteModelDir(
         repo_->path(),
         BuildRandomModel("other", 3, {LayerDef(2, Activation::kIdentity)},
                          WeightLayout::kInOut, 3),
-        1, FileFormat::kNpy, engine::DType::kF32);
+        1, FileFormat::kNpy, formats::DType::kF32);
     WriteModelDir(repo_->path(),
                   BuildRandomModel("huge_input", 4096,
                                    {LayerDef(2, Activation::kIdentity)},
                                    WeightLayout::kOutIn, 4),
-                  1, FileFormat::kSafetensors, engine::DType::kF32);
+                  1, FileFormat::kSafetensors, formats::DType::kF32);
     StartSharedServer({absl::StrCat("--max-batch-rows=", kMaxBatchRows),
                        absl::StrCat("--max-message-bytes=", kMaxMessageBytes)});
   }

@@ -51,9 +51,9 @@ TEST(FairnessIntegrationTest, MidIsAnsweredWhileHeavyIsFlooded) {
   ScopedTempDir repo("nnserve_fairness_itest");
   const RandomModel heavy = Heavy(), mid = Mid();
   WriteModelDir(repo.path(), heavy, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
   WriteModelDir(repo.path(), mid, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   options.extra_args = {"--threads=2"};

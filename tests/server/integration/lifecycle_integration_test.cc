@@ -67,12 +67,12 @@ TEST(LifecycleIntegrationTest, HealthIsNotServingUntilEveryModelIsLoaded) {
                                   LayerDef(1536, Activation::kRelu),
                                   LayerDef(4, Activation::kSoftmax)},
                                  WeightLayout::kOutIn, 1),
-                1, FileFormat::kSafetensors, engine::DType::kF32);
+                1, FileFormat::kSafetensors, formats::DType::kF32);
   WriteModelDir(
       repo.path(),
       BuildRandomModel("a_small", 3, {LayerDef(2, Activation::kIdentity)},
                        WeightLayout::kOutIn, 2),
-      1, FileFormat::kSafetensors, engine::DType::kF32);
+      1, FileFormat::kSafetensors, formats::DType::kF32);
 
   absl::StatusOr<std::unique_ptr<ServerProcess>> process =
       ServerProcess::Launch(Options(repo.path()));
@@ -138,7 +138,7 @@ TEST(LifecycleIntegrationTest, SigtermDrainsInFlightCallsAndExitsZero) {
   // inference workers.
   const RandomModel heavy = HeavyModel(7);
   WriteModelDir(repo.path(), heavy, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
   absl::StatusOr<RunningServer> server = StartServer(Options(repo.path()));
   ASSERT_TRUE(server.ok()) << server.status();
   ServerProcess& process = *server->process;
@@ -217,7 +217,7 @@ TEST(LifecycleIntegrationTest, OpenHealthWatchDoesNotHoldShutdownToTimeout) {
   WriteModelDir(repo.path(),
                 BuildRandomModel("m", 3, {LayerDef(2, Activation::kIdentity)},
                                  WeightLayout::kOutIn, 2),
-                1, FileFormat::kSafetensors, engine::DType::kF32);
+                1, FileFormat::kSafetensors, formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   // Far longer than the wait below: exiting in time means the server did
@@ -242,7 +242,7 @@ TEST(LifecycleIntegrationTest, IdleServerExitsZeroOnSigtermAndSigint) {
   WriteModelDir(repo.path(),
                 BuildRandomModel("m", 3, {LayerDef(2, Activation::kIdentity)},
                                  WeightLayout::kOutIn, 2),
-                1, FileFormat::kSafetensors, engine::DType::kF32);
+                1, FileFormat::kSafetensors, formats::DType::kF32);
   for (int sig : {SIGTERM, SIGINT}) {
     SCOPED_TRACE(strsignal(sig));
     absl::StatusOr<RunningServer> server = StartServer(Options(repo.path()));

@@ -116,8 +116,8 @@ TEST(MetricsIntegrationTest, ScrapeCountsEveryForwardPassAndPassesPromtool) {
        LayerDef(2, Activation::kIdentity)},
       WeightLayout::kInOut, 2);
   WriteModelDir(repo.path(), m1, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
-  WriteModelDir(repo.path(), m2, 2, FileFormat::kNpy, engine::DType::kF32);
+                formats::DType::kF32);
+  WriteModelDir(repo.path(), m2, 2, FileFormat::kNpy, formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   absl::StatusOr<RunningServer> server = StartServer(options);

@@ -117,10 +117,10 @@ TEST(ModelInfoIntegrationTest, DescribesEveryVersionAndListsAllModels) {
       "plain", 4, {LayerDef(2, Activation::kIdentity, /*bias=*/false)},
       WeightLayout::kInOut, 9);
   WriteModelDir(repo.path(), first, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
-  WriteModelDir(repo.path(), third, 3, FileFormat::kNpy, engine::DType::kF32);
+                formats::DType::kF32);
+  WriteModelDir(repo.path(), third, 3, FileFormat::kNpy, formats::DType::kF32);
   WriteModelDir(repo.path(), plain, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   absl::StatusOr<RunningServer> server = StartServer(options);
@@ -170,13 +170,14 @@ void WriteGoodAndBroken(const std::filesystem::path& repo) {
   WriteModelDir(repo,
                 BuildRandomModel("good", 3, {LayerDef(2, Activation::kRelu)},
                                  WeightLayout::kOutIn, 1),
-                1, FileFormat::kSafetensors, engine::DType::kF32);
+                1, FileFormat::kSafetensors, formats::DType::kF32);
   RandomModel broken = BuildRandomModel(
       "broken", 3,
       {LayerDef(5, Activation::kRelu), LayerDef(2, Activation::kIdentity)},
       WeightLayout::kOutIn, 2);
   broken.config.mutable_layers(0)->set_units(4);
-  WriteModelDir(repo, broken, 1, FileFormat::kSafetensors, engine::DType::kF32);
+  WriteModelDir(repo, broken, 1, FileFormat::kSafetensors,
+                formats::DType::kF32);
 }
 
 TEST(ModelInfoIntegrationTest, InvalidModelStopsStartupWithTheReason) {

@@ -50,7 +50,7 @@ std::vector<RandomModel> AddVersionedModel(
     LiveRepository& repo, const std::string& name, int64_t count,
     const v1::ModelVersionPolicy& policy) {
   std::vector<RandomModel> models;
-  std::map<int64_t, engine::TensorMap> versions;
+  std::map<int64_t, formats::TensorMap> versions;
   for (int64_t v = 1; v <= count; ++v) {
     models.push_back(Version(name, v));
     versions[v] = models.back().tensors;
@@ -254,7 +254,7 @@ TEST(ModelPolicyIntegrationTest, HiddenAndInvalidDirectoriesDoNotStopStartUp) {
   AddNonModelDirectories(repo.path());
   RandomModel bad = Version("bad name", 1);
   WriteModelDir(repo.path(), bad, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
 
   // Default mode (none), no --allow-load-failures.
   ServerOptions options;

@@ -139,7 +139,7 @@ TEST(ModelReloadIntegrationTest, CorruptVersionLeavesTheOldServingUntilFixed) {
 
   // Version 2's weight file cut in half, as a copy still in progress or
   // an interrupted download would leave it.
-  const std::string good = SafetensorsBytes(v2.tensors, engine::DType::kF32);
+  const std::string good = SafetensorsBytes(v2.tensors, formats::DType::kF32);
   repo.AddVersionFiles("m", 2,
                        {{kWeightFile, good.substr(0, good.size() / 2)}});
   absl::StatusOr<v1::ListModelsResponse> list = WaitForList(

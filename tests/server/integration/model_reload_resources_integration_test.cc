@@ -215,7 +215,7 @@ TEST(ModelReloadResourcesIntegrationTest, RepeatedReloadsDoNotGrowMemory) {
   // of slack for thread caches and metric series. A version leaked per
   // reload would add >= 12 x 7.4 MB and never settle.
   const int64_t weight_bytes = static_cast<int64_t>(
-      SafetensorsBytes(a.tensors, engine::DType::kF32).size());
+      SafetensorsBytes(a.tensors, formats::DType::kF32).size());
   const int64_t allowed = weight_bytes + (4 << 20);
   int64_t last = 0;
   absl::Status settled = server->process->WaitUntil(

@@ -66,7 +66,7 @@ class PrecisionIntegrationTest
           WeightLayout::kOutIn, ++seed);
       model.config.set_precision(engine::ToConfigPrecision(precision));
       WriteModelDir(repo_->path(), model, 1, FileFormat::kSafetensors,
-                    engine::DType::kF32);
+                    formats::DType::kF32);
       models_->push_back({std::move(model), precision});
     }
     StartSharedServer({"--threads=2", "--layer-timing=true"});

@@ -49,7 +49,8 @@ class PredictIntegrationTest : public SharedServerTest<PredictIntegrationTest> {
       }
       // Every version directory serves (the default policy: the newest).
       model.config.mutable_version_policy()->mutable_all();
-      WriteModelDir(repo_->path(), model, version, format, engine::DType::kF32);
+      WriteModelDir(repo_->path(), model, version, format,
+                    formats::DType::kF32);
       models_->push_back({std::move(model), version});
     };
     const std::vector<LayerDef> alpha = {LayerDef(16, Activation::kRelu),

@@ -43,7 +43,7 @@ TEST(QueueIntegrationTest, CallExpiredInTheQueueIsNotRun) {
   ScopedTempDir repo("nnserve_queue_itest");
   // One inference worker runs the heavy calls one at a time.
   WriteModelDir(repo.path(), HeavyModel(), 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   options.extra_args = {"--threads=1"};
@@ -111,7 +111,7 @@ TEST_P(FullQueueTest, FullQueueIsResourceExhaustedOthersComplete) {
   ScopedTempDir repo("nnserve_queue_full_itest");
   const RandomModel heavy = HeavyModel();
   WriteModelDir(repo.path(), heavy, 1, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
   options.extra_args = GetParam();

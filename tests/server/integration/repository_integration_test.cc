@@ -51,7 +51,7 @@ RandomModel Beta() {
 void Write(const ScopedTempDir& repo, const RandomModel& model,
            int64_t version) {
   WriteModelDir(repo.path(), model, version, FileFormat::kSafetensors,
-                engine::DType::kF32);
+                formats::DType::kF32);
 }
 
 // Starts nnserve on `repo` in `mode`, loading `load_models` at start-up
@@ -210,11 +210,11 @@ TEST(RepositoryIntegrationTest, FailedLoadKeepsTheServedVersionAndSaysWhy) {
   const std::filesystem::path v2_dir = repo.path() / "alpha" / "2";
 
   // Version 2 with a NaN weight.
-  engine::TensorMap nan_weights = v2.tensors;
+  formats::TensorMap nan_weights = v2.tensors;
   nan_weights.at("fc0.weight").values[3] =
       std::numeric_limits<float>::quiet_NaN();
   WriteTensorFiles(v2_dir, nan_weights, FileFormat::kSafetensors,
-                   engine::DType::kF32);
+                   formats::DType::kF32);
   absl::Status nan = client.LoadModel("alpha").status();
   EXPECT_THAT(nan.code(), IsValidationCode()) << nan;
   EXPECT_THAT(nan.message(), HasSubstr("non-finite"));
@@ -227,7 +227,7 @@ TEST(RepositoryIntegrationTest, FailedLoadKeepsTheServedVersionAndSaysWhy) {
 
   // Version 2 as a truncated safetensors file.
   const std::string complete =
-      SafetensorsBytes(v2.tensors, engine::DType::kF32);
+      SafetensorsBytes(v2.tensors, formats::DType::kF32);
   WriteFile(v2_dir / "model.safetensors",
             std::string_view(complete).substr(0, complete.size() / 2));
   absl::Status truncated = client.LoadModel("alpha").status();
@@ -240,7 +240,7 @@ TEST(RepositoryIntegrationTest, FailedLoadKeepsTheServedVersionAndSaysWhy) {
 
   // Once its files are whole, version 2 loads and serves version 0.
   WriteTensorFiles(v2_dir, v2.tensors, FileFormat::kSafetensors,
-                   engine::DType::kF32);
+                   formats::DType::kF32);
   absl::Status fixed = client.LoadModel("alpha").status();
   ASSERT_TRUE(fixed.ok()) << fixed;
   ASSERT_NO_FATAL_FAILURE(ExpectServes(client, v2, 2));

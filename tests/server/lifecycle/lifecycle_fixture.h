@@ -173,7 +173,7 @@ class LifecycleTest : public ::testing::Test {
 inline std::map<std::string, std::string> LifecycleTest::TruncatedWeights(
     const testing::RandomModel& model) {
   std::string bytes =
-      testing::SafetensorsBytes(model.tensors, engine::DType::kF32);
+      testing::SafetensorsBytes(model.tensors, formats::DType::kF32);
   bytes.resize(bytes.size() / 2);
   return {{testing::kWeightFile, bytes}};
 }

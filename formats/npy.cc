@@ -1,6 +1,6 @@
 // NumPy .npy reader and writer. See npy.h for the contract. The header
 // dict parser lives in npy_header.cc.
-#include "engine/npy.h"
+#include "formats/npy.h"
 
 #include <algorithm>
 #include <cstring>
@@ -12,10 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "engine/half.h"
-#include "engine/npy_header.h"
+#include "formats/half.h"
+#include "formats/npy_header.h"
 
-namespace nnserve::engine {
+namespace nnserve::formats {
 namespace {
 
 using internal::Header;
@@ -236,4 +236,4 @@ absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
   return tensor;
 }
 
-}  // namespace nnserve::engine
+}  // namespace nnserve::formats

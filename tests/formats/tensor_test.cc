@@ -1,23 +1,23 @@
-// Tests for engine/tensor.h helpers and the F16/BF16 conversions in
-// engine/half.h, against bit patterns fixed by IEEE 754 and bfloat16.
+// Tests for formats/tensor.h helpers and the F16/BF16 conversions in
+// formats/half.h, against bit patterns fixed by IEEE 754 and bfloat16.
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
-#include "engine/half.h"
-#include "engine/tensor.h"
+#include "formats/half.h"
+#include "formats/tensor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/tensor_files.h"
 
 namespace {
 
-using nnserve::engine::Bf16ToFloat;
-using nnserve::engine::DType;
-using nnserve::engine::DTypeName;
-using nnserve::engine::HalfToFloat;
-using nnserve::engine::ShapeString;
+using nnserve::formats::Bf16ToFloat;
+using nnserve::formats::DType;
+using nnserve::formats::DTypeName;
+using nnserve::formats::HalfToFloat;
+using nnserve::formats::ShapeString;
 using nnserve::testing::FloatToBf16;
 using nnserve::testing::FloatToHalf;
 

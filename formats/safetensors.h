@@ -5,15 +5,15 @@
 // The parser works on an in-memory buffer (so fuzzers can drive it) and
 // never trusts the header: lengths, offsets, shapes and element counts are
 // checked against the buffer before anything is read or allocated.
-#ifndef NNSERVE_ENGINE_SAFETENSORS_H_
-#define NNSERVE_ENGINE_SAFETENSORS_H_
+#ifndef NNSERVE_FORMATS_SAFETENSORS_H_
+#define NNSERVE_FORMATS_SAFETENSORS_H_
 
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 
-namespace nnserve::engine {
+namespace nnserve::formats {
 
 // Parses every tensor in `bytes`. Accepts dtypes F32, F64, F16 and BF16.
 // `source` names the file in error messages, e.g. "digits/1/model.safetensors".
@@ -22,6 +22,6 @@ namespace nnserve::engine {
 absl::StatusOr<TensorMap> ParseSafetensors(std::string_view bytes,
                                            std::string_view source);
 
-}  // namespace nnserve::engine
+}  // namespace nnserve::formats
 
-#endif  // NNSERVE_ENGINE_SAFETENSORS_H_
+#endif  // NNSERVE_FORMATS_SAFETENSORS_H_

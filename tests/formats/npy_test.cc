@@ -1,8 +1,8 @@
-// Tests for engine/npy.h: round trips over dtypes, format versions, shapes
+// Tests for formats/npy.h: round trips over dtypes, format versions, shapes
 // and Fortran order; a file written by NumPy itself; the header dict
 // parser; SerializeNpy; one test per malformed-file error (each asserting
 // the message names the problem); and a deterministic mutation loop.
-#include "engine/npy.h"
+#include "formats/npy.h"
 
 #include <cmath>
 #include <cstdint>
@@ -12,17 +12,17 @@
 #include <tuple>
 
 #include "absl/status/status.h"
-#include "engine/half.h"
+#include "formats/half.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/tensor_files.h"
 
 namespace {
 
-using nnserve::engine::DType;
-using nnserve::engine::ParseNpy;
-using nnserve::engine::SerializeNpy;
-using nnserve::engine::Tensor;
+using nnserve::formats::DType;
+using nnserve::formats::ParseNpy;
+using nnserve::formats::SerializeNpy;
+using nnserve::formats::Tensor;
 using nnserve::testing::NpyBytes;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;

@@ -7,8 +7,8 @@
 // subnormals, signed zeros, infinities and NaN (the payload is kept).
 // Narrowing (f32 -> F16/BF16) rounds to nearest, ties to even; values too
 // large for F16 become infinity and NaN stays a (quiet) NaN.
-#ifndef NNSERVE_ENGINE_HALF_H_
-#define NNSERVE_ENGINE_HALF_H_
+#ifndef NNSERVE_FORMATS_HALF_H_
+#define NNSERVE_FORMATS_HALF_H_
 
 #include <bit>
 #include <cmath>
@@ -18,9 +18,9 @@
 #include <limits>
 #include <optional>
 
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 
-namespace nnserve::engine {
+namespace nnserve::formats {
 
 // IEEE 754 binary16 bits -> f32.
 constexpr float HalfToFloat(uint16_t h) {
@@ -142,6 +142,6 @@ inline std::optional<size_t> DecodeLittleEndian(DType dtype,
   return std::nullopt;
 }
 
-}  // namespace nnserve::engine
+}  // namespace nnserve::formats
 
-#endif  // NNSERVE_ENGINE_HALF_H_
+#endif  // NNSERVE_FORMATS_HALF_H_

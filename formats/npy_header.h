@@ -1,13 +1,13 @@
-// Internal to engine/: the parser for the .npy header dict, used only by
-// engine/npy.cc. The header is a Python dict literal such as
+// Internal to formats/: the parser for the .npy header dict, used only by
+// formats/npy.cc. The header is a Python dict literal such as
 //   {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
 // parsed by a small strict recursive-descent parser (strings, True / False
 // and tuples of integers only; exactly the three keys NumPy writes).
 // Ownership: ParseHeader reads the caller's text only during the call and
 // returns a Header that owns copies of everything it holds. Stateless;
 // thread-safe.
-#ifndef NNSERVE_ENGINE_NPY_HEADER_H_
-#define NNSERVE_ENGINE_NPY_HEADER_H_
+#ifndef NNSERVE_FORMATS_NPY_HEADER_H_
+#define NNSERVE_FORMATS_NPY_HEADER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -18,9 +18,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 
-namespace nnserve::engine::internal {
+namespace nnserve::formats::internal {
 
 // "<source>: npy: <message>" as InvalidArgument: the prefix of every .npy
 // error, shared by npy.cc and ParseHeader. Abseil here is built without
@@ -48,6 +48,6 @@ struct Header {
 absl::StatusOr<Header> ParseHeader(std::string_view text,
                                    absl::string_view source);
 
-}  // namespace nnserve::engine::internal
+}  // namespace nnserve::formats::internal
 
-#endif  // NNSERVE_ENGINE_NPY_HEADER_H_
+#endif  // NNSERVE_FORMATS_NPY_HEADER_H_

@@ -1,7 +1,7 @@
-// Tests for engine/safetensors.h: round trips for every dtype, special
+// Tests for formats/safetensors.h: round trips for every dtype, special
 // values, and one test per malformed-file error (each asserting that the
 // message names the problem), plus a deterministic mutation loop.
-#include "engine/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <cmath>
 #include <cstdint>
@@ -10,17 +10,17 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "engine/half.h"
+#include "formats/half.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/tensor_files.h"
 
 namespace {
 
-using nnserve::engine::DType;
-using nnserve::engine::ParseSafetensors;
-using nnserve::engine::Tensor;
-using nnserve::engine::TensorMap;
+using nnserve::formats::DType;
+using nnserve::formats::ParseSafetensors;
+using nnserve::formats::Tensor;
+using nnserve::formats::TensorMap;
 using nnserve::testing::SafetensorsBytes;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
@@ -80,12 +80,12 @@ TEST_P(RoundTripTest, EveryTensorComesBackWithShapeDTypeAndValues) {
       float expected = v;  // F32 and F64 hold every f32 exactly.
       if (dtype == DType::kF16) {
         expected =
-            nnserve::engine::HalfToFloat(nnserve::testing::FloatToHalf(v));
+            nnserve::formats::HalfToFloat(nnserve::testing::FloatToHalf(v));
         EXPECT_LE(std::fabs(got.values[i] - v),
                   std::fabs(v) * 0x1p-11f + 0x1p-25f);
       } else if (dtype == DType::kBF16) {
         expected =
-            nnserve::engine::Bf16ToFloat(nnserve::testing::FloatToBf16(v));
+            nnserve::formats::Bf16ToFloat(nnserve::testing::FloatToBf16(v));
         EXPECT_LE(std::fabs(got.values[i] - v), std::fabs(v) * 0x1p-8f);
       }
       EXPECT_EQ(got.values[i], expected) << "element " << i;
@@ -98,7 +98,7 @@ INSTANTIATE_TEST_SUITE_P(AllDTypes, RoundTripTest,
                                            DType::kF16, DType::kBF16),
                          [](const auto& info) {
                            return std::string(
-                               nnserve::engine::DTypeName(info.param));
+                               nnserve::formats::DTypeName(info.param));
                          });
 
 TEST(SafetensorsTest, MetadataIsIgnored) {

@@ -1,8 +1,8 @@
 // Tensor: a named-less dense f32 array read from a weight file, with the
 // shape and the element type it had on disk. Plain value type; not
 // synchronized (treat as immutable once built and share freely).
-#ifndef NNSERVE_ENGINE_TENSOR_H_
-#define NNSERVE_ENGINE_TENSOR_H_
+#ifndef NNSERVE_FORMATS_TENSOR_H_
+#define NNSERVE_FORMATS_TENSOR_H_
 
 #include <cstdint>
 #include <map>
@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace nnserve::engine {
+namespace nnserve::formats {
 
 // Element types accepted in weight files; all are converted to f32 at load.
 enum class DType { kF32, kF64, kF16, kBF16 };
@@ -30,6 +30,6 @@ using TensorMap = std::map<std::string, Tensor, std::less<>>;
 // "[3, 4]" — for error messages.
 std::string ShapeString(const std::vector<int64_t>& shape);
 
-}  // namespace nnserve::engine
+}  // namespace nnserve::formats
 
-#endif  // NNSERVE_ENGINE_TENSOR_H_
+#endif  // NNSERVE_FORMATS_TENSOR_H_

@@ -1,10 +1,10 @@
 // Tensor helpers. See tensor.h.
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace nnserve::engine {
+namespace nnserve::formats {
 
 std::string_view DTypeName(DType dtype) {
   switch (dtype) {
@@ -24,4 +24,4 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
-}  // namespace nnserve::engine
+}  // namespace nnserve::formats

@@ -1,5 +1,5 @@
 // .npy header dict parser. See npy_header.h for the contract.
-#include "engine/npy_header.h"
+#include "formats/npy_header.h"
 
 #include <functional>
 #include <limits>
@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace nnserve::engine::internal {
+namespace nnserve::formats::internal {
 namespace {
 
 // A value in the header dict: a string, a bool or a tuple of integers.
@@ -256,4 +256,4 @@ absl::StatusOr<Header> ParseHeader(std::string_view text,
   return header;
 }
 
-}  // namespace nnserve::engine::internal
+}  // namespace nnserve::formats::internal

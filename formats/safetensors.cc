@@ -8,7 +8,7 @@
 // any tensor memory allocated, so every allocation is bounded by the size of
 // the buffer. F64 values are narrowed to f32; a finite value beyond the f32
 // range is an error rather than a silent infinity.
-#include "engine/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <algorithm>
 #include <cstring>
@@ -20,10 +20,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "engine/half.h"
+#include "formats/half.h"
 #include "nlohmann/json.hpp"
 
-namespace nnserve::engine {
+namespace nnserve::formats {
 namespace {
 
 using json = nlohmann::json;
@@ -359,4 +359,4 @@ absl::StatusOr<TensorMap> ParseSafetensors(std::string_view bytes,
   return Parser(bytes, source).Parse();
 }
 
-}  // namespace nnserve::engine
+}  // namespace nnserve::formats

@@ -6,8 +6,8 @@
 // use safetensors for BF16). fortran_order True arrays are transposed into
 // C order. Every header field is checked against the buffer
 // before anything is read or allocated.
-#ifndef NNSERVE_ENGINE_NPY_H_
-#define NNSERVE_ENGINE_NPY_H_
+#ifndef NNSERVE_FORMATS_NPY_H_
+#define NNSERVE_FORMATS_NPY_H_
 
 #include <cstdint>
 #include <span>
@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/tensor.h"
+#include "formats/tensor.h"
 
-namespace nnserve::engine {
+namespace nnserve::formats {
 
 // Parses one array. `source` names the file in error messages.
 // Errors are InvalidArgument and say what was found and what was expected.
@@ -32,6 +32,6 @@ absl::StatusOr<Tensor> ParseNpy(std::string_view bytes,
 std::string SerializeNpy(const std::vector<int64_t>& shape,
                          std::span<const float> values);
 
-}  // namespace nnserve::engine
+}  // namespace nnserve::formats
 
-#endif  // NNSERVE_ENGINE_NPY_H_
+#endif  // NNSERVE_FORMATS_NPY_H_
