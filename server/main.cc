@@ -177,6 +177,26 @@ int main(int argc, char** argv) {
       ->add_option("--port-file", serve.port_file,
                    "Write \"grpc_port metrics_port\\n\" here once serving")
       ->envname("NNSERVE_PORT_FILE");
+  serve_cmd
+      ->add_option("--tls-cert-file", serve.tls.cert_file,
+                   "PEM server certificate chain: with --tls-key-file, "
+                   "gRPC uses TLS (re-read when it changes)")
+      ->envname("NNSERVE_TLS_CERT_FILE");
+  serve_cmd
+      ->add_option("--tls-key-file", serve.tls.key_file,
+                   "PEM private key of --tls-cert-file (unencrypted)")
+      ->envname("NNSERVE_TLS_KEY_FILE");
+  serve_cmd
+      ->add_option("--tls-client-ca-file", serve.tls.client_ca_file,
+                   "PEM CA certificates: clients must present a "
+                   "certificate they issued (mutual TLS)")
+      ->envname("NNSERVE_TLS_CLIENT_CA_FILE");
+  serve_cmd
+      ->add_option("--tls-reload-seconds", serve.tls.reload_seconds,
+                   "Seconds between checks of the TLS files for changes")
+      ->envname("NNSERVE_TLS_RELOAD_SECONDS")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
 
   // inspect
   std::string inspect_dir;

@@ -110,6 +110,9 @@ absl::Status Fail(absl::Status status) {
 }
 
 void LogSettings(const ServeOptions& o) {
+  const absl::StatusOr<TlsMode> mode = TlsModeOf(o.tls);
+  const std::string tls_mode =
+      mode.ok() ? std::string(TlsModeName(*mode)) : "invalid";
   spdlog::info(
       "event=starting version={} model_repository={} grpc_address={} "
       "metrics_address={} threads={} intra_op_threads={} max_batch_rows={} "
@@ -118,7 +121,8 @@ void LogSettings(const ServeOptions& o) {
       "batching_max_queue_delay_us={} batching_max_queue_size={} "
       "shutdown_timeout_seconds={} allow_load_failures={} layer_timing={} "
       "model_control_mode={} repository_poll_seconds={} load_model={} "
-      "model_load_threads={} port_file={}",
+      "model_load_threads={} port_file={} tls={} tls_cert_file={} "
+      "tls_key_file={} tls_client_ca_file={} tls_reload_seconds={}",
       o.build_version, LogQuote(o.model_repository), o.grpc_address,
       o.metrics_address, o.threads, o.intra_op_threads, o.max_batch_rows,
       o.max_message_bytes, o.max_queued_requests, o.inline_work_limit,
@@ -127,7 +131,9 @@ void LogSettings(const ServeOptions& o) {
       o.shutdown_timeout_seconds, o.allow_load_failures, o.layer_timing,
       ModelControlModeName(o.model_control_mode), o.repository_poll_seconds,
       LogQuote(absl::StrJoin(o.load_models, ",")), o.model_load_threads,
-      LogQuote(o.port_file));
+      LogQuote(o.port_file), tls_mode, LogQuote(o.tls.cert_file),
+      LogQuote(o.tls.key_file), LogQuote(o.tls.client_ca_file),
+      o.tls.reload_seconds);
 }
 
 }  // namespace
@@ -135,6 +141,10 @@ void LogSettings(const ServeOptions& o) {
 absl::Status RunServe(const ServeOptions& options) {
   SignalWaiter signals;
   LogSettings(options);
+  // TLS files are checked before anything listens.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options.tls);
+  if (!credentials.ok()) return Fail(credentials.status());
   // Model weights and their oneDNN copies are large blocks that come and go
   // with every reload. glibc raises its mmap threshold each time such a
   // block is freed, after which those blocks live in the heap and their
@@ -216,8 +226,7 @@ absl::Status RunServe(const ServeOptions& options) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int grpc_port = 0;
-  builder.AddListeningPort(options.grpc_address,
-                           grpc::InsecureServerCredentials(), &grpc_port);
+  builder.AddListeningPort(options.grpc_address, *credentials, &grpc_port);
   builder.RegisterService(&service);
   builder.RegisterService(&repository_service);
   const int message_limit = static_cast<int>(

@@ -36,6 +36,7 @@
 
 #include "absl/status/status.h"
 #include "server/lifecycle/model_lifecycle.h"
+#include "server/tls/tls_credentials.h"
 
 namespace nnserve::server {
 
@@ -65,6 +66,9 @@ struct ServeOptions {
   int model_load_threads = 1;
   bool allow_load_failures = false;
   bool layer_timing = true;
+  // --tls-*: plaintext, TLS or mutual TLS (server/tls/tls_credentials.h),
+  // checked before anything listens.
+  TlsOptions tls;
   std::string port_file;      // Empty: none.
   std::string build_version;  // Labels nnserve_build_info.
 };
