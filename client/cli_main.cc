@@ -50,7 +50,9 @@ void Print(const GlobalFlags& flags, const nlohmann::json& json,
 absl::StatusOr<std::unique_ptr<Client>> Connect(const GlobalFlags& flags) {
   ChannelOptions options;
   options.target = flags.address;
-  options.use_tls = flags.tls;
+  options.use_tls = flags.tls || !flags.ca_cert.empty() ||
+                    !flags.cert.empty() || !flags.key.empty() ||
+                    !flags.tls_server_name.empty();
   options.root_certs_path = flags.ca_cert;
   options.client_cert_path = flags.cert;
   options.client_key_path = flags.key;
@@ -205,12 +207,22 @@ int Main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_flag("--json", flags.json, "Print JSON instead of tables");
-  app.add_flag("--tls", flags.tls, "Use TLS");
-  app.add_option("--ca-cert", flags.ca_cert, "PEM CA roots (TLS)");
-  app.add_option("--cert", flags.cert, "PEM client certificate (mTLS)");
-  app.add_option("--key", flags.key, "PEM client private key (mTLS)");
+  // Any --tls-* option turns TLS on; --tls, --ca-cert, --cert and --key are
+  // the older names, kept working.
+  app.add_flag("--tls", flags.tls,
+               "Use TLS with the system's CA roots (implied by any --tls-* "
+               "option)");
+  app.add_option("--tls-ca-file,--ca-cert", flags.ca_cert,
+                 "PEM CA certificates that issued the server's certificate "
+                 "(default: the system's roots)");
+  app.add_option("--tls-cert-file,--cert", flags.cert,
+                 "PEM client certificate, for servers that require one "
+                 "(mutual TLS; with --tls-key-file)");
+  app.add_option("--tls-key-file,--key", flags.key,
+                 "PEM private key of --tls-cert-file");
   app.add_option("--tls-server-name", flags.tls_server_name,
-                 "Name to verify in the server certificate (TLS)");
+                 "Name to verify in the server certificate instead of the "
+                 "--address host");
   app.add_option("--max-message-bytes", flags.max_message_bytes,
                  "Largest message sent or received")
       ->check(CLI::PositiveNumber)

@@ -12,6 +12,13 @@ Examples:
   nnserve_client.py --address localhost:50051 --model digits 0,0.5,...,1
   nnserve_client.py --model digits --csv rows.csv --raw
   cat rows.csv | nnserve_client.py --model digits
+  nnserve_client.py --address nnserve.example:50051 --tls-ca-file ca.pem \
+      --model digits --csv rows.csv                  # TLS
+  nnserve_client.py ... --tls-ca-file ca.pem --tls-cert-file client.pem \
+      --tls-key-file client.key                      # mutual TLS
+
+Any --tls-* option turns TLS on (as in nnserve-cli); without --tls-ca-file
+the system's CA roots are trusted.
 """
 
 import argparse
@@ -87,6 +94,37 @@ def parse_rows(args):
     return rows
 
 
+def read_pem(path, flag):
+    """The bytes of a PEM file, or exit naming the flag."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        sys.exit(f"error: INVALID_ARGUMENT: cannot read {flag} '{path}': "
+                 f"{e.strerror}")
+
+
+def open_channel(args):
+    """A plaintext channel, or TLS when any --tls-* option is given."""
+    if not (args.tls_ca_file or args.tls_cert_file or args.tls_key_file
+            or args.tls_server_name):
+        return grpc.insecure_channel(args.address)
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        sys.exit("error: INVALID_ARGUMENT: --tls-cert-file and --tls-key-file "
+                 "go together (the client certificate and its key)")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(read_pem(args.tls_ca_file, "--tls-ca-file")
+                           if args.tls_ca_file else None),
+        private_key=(read_pem(args.tls_key_file, "--tls-key-file")
+                     if args.tls_key_file else None),
+        certificate_chain=(read_pem(args.tls_cert_file, "--tls-cert-file")
+                           if args.tls_cert_file else None))
+    options = []
+    if args.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", args.tls_server_name))
+    return grpc.secure_channel(args.address, credentials, options=options)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address",
@@ -98,13 +136,23 @@ def main():
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds")
     parser.add_argument("--csv", help="CSV file, one row per line")
     parser.add_argument("--stubs-dir", help="where generated stubs live")
+    parser.add_argument("--tls-ca-file",
+                        help="PEM CA certificates that issued the server's "
+                             "certificate (TLS)")
+    parser.add_argument("--tls-cert-file",
+                        help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-key-file",
+                        help="PEM private key of --tls-cert-file")
+    parser.add_argument("--tls-server-name",
+                        help="name to verify in the server certificate "
+                             "instead of the --address host")
     parser.add_argument("rows", nargs="*", help="comma-separated row values")
     args = parser.parse_args()
 
     pb, pb_grpc, health_pb, health_grpc = load_stubs(args.stubs_dir)
     rows = parse_rows(args)
 
-    with grpc.insecure_channel(args.address) as channel:
+    with open_channel(args) as channel:
         try:
             health = health_grpc.HealthStub(channel).Check(
                 health_pb.HealthCheckRequest(service="nnserve.v1.Inference"),
