@@ -12,22 +12,34 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <new>
+#include <string_view>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "common/exceptions.h"
+#include "common/str_util.h"
 #include "engine/batch_plan.h"
 #include "engine/model_stats.h"
 #include "engine/probe.h"
 #include "engine/quantize.h"
-#include "common/str_util.h"
 #include "engine/workspace.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace nnserve::engine {
 namespace {
+
+// A oneDNN error as a status: its out-of-memory status is an allocation
+// failure like std::bad_alloc (RESOURCE_EXHAUSTED), the rest INTERNAL.
+absl::Status StatusFromDnnlError(const dnnl::error& e, std::string_view what) {
+  if (e.status == dnnl_out_of_memory) {
+    return StatusFromException(std::bad_alloc(), what);
+  }
+  return absl::InternalError(absl::StrCat(Sv(what), " failed: ", e.what()));
+}
 
 // Row counts with their own plan: every count up to kExactRows, then
 // multiples of kExactRows up to kMaxChunkRows (79 plans at most). A forward
@@ -267,6 +279,22 @@ absl::Status Model::Impl::Probe(const ModelSpec& spec, int64_t version,
 absl::StatusOr<std::shared_ptr<const Model>> Model::Create(
     ModelSpec spec, int64_t version, const EngineOptions& options,
     double read_seconds) {
+  const std::string what =
+      absl::StrCat("loading model '", spec.name, "' version ", version);
+  try {
+    return CreateOrThrow(std::move(spec), version, options, read_seconds);
+  } catch (const dnnl::error& e) {
+    return StatusFromDnnlError(e, what);
+  } catch (const std::exception& e) {
+    return StatusFromException(e, what);
+  } catch (...) {
+    return StatusFromUnknownException(what);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const Model>> Model::CreateOrThrow(
+    ModelSpec spec, int64_t version, const EngineOptions& options,
+    double read_seconds) {
   const Clock::time_point start = Clock::now();
   if (spec.layers.empty()) {
     return absl::InvalidArgumentError(
@@ -333,8 +361,8 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Create(
       if (!status.ok()) return status;
     }
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat("oneDNN setup of model '",
-                                            spec.name, "' failed: ", e.what()));
+    return StatusFromDnnlError(
+        e, absl::StrCat("oneDNN setup of model '", spec.name, "'"));
   }
   auto model = std::shared_ptr<Model>(new Model(std::move(impl)));
   // Warm-up: one row of zeros through every layer, so the first request
@@ -389,12 +417,13 @@ absl::Status Model::Forward(std::span<const float> input, int64_t rows,
     return impl_->Run(input.data(), rows, output.data(), layer_seconds,
                       nullptr);
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat(
-        "oneDNN forward of model '", impl_->info.name, "' failed: ", e.what()));
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("out of memory running model '", impl_->info.name,
-                     "' with ", rows, " rows"));
+    return StatusFromDnnlError(
+        e, absl::StrCat("oneDNN forward of model '", impl_->info.name,
+                        "' with ", rows, " rows"));
+  } catch (const std::exception& e) {
+    return StatusFromException(
+        e, absl::StrCat("running model '", impl_->info.name, "' with ", rows,
+                        " rows"));
   }
 }
 

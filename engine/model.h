@@ -100,7 +100,9 @@ class Model {
   // plan and its own and records each layer's deviation; if one exceeds
   // spec.max_precision_deviation (relative L2, 0 = no limit), Create fails
   // with FailedPrecondition naming the layer.
-  // oneDNN errors are converted to absl::Status here; none escape.
+  // Nothing escapes as an exception: an allocation failure (std::bad_alloc
+  // or oneDNN out of memory) is ResourceExhausted, any other oneDNN error
+  // or std::exception Internal, naming the model.
   // Subnormal weights and biases are flushed to zero for execution (x86
   // runs them through slow microcode assists); info() describes the values
   // as given.
@@ -121,7 +123,8 @@ class Model {
   // [rows, output_size]. If `layer_seconds` is non-empty it must have
   // num_layers() entries and receives each layer's wall time (softmax
   // included in its layer). Returns InvalidArgument on size mismatches and
-  // Internal if oneDNN fails. Thread-safe; nnserve code makes no heap
+  // ResourceExhausted when memory runs out, Internal if oneDNN fails; no
+  // exception escapes. Thread-safe; nnserve code makes no heap
   // allocation in steady state for batch sizes seen before (oneDNN 2.6's
   // dnnl_primitive_execute itself allocates its argument map: ~7 small
   // allocations per primitive run).
@@ -132,6 +135,10 @@ class Model {
  private:
   class Impl;
   explicit Model(std::unique_ptr<Impl> impl);
+  // Create without the exception boundary.
+  static absl::StatusOr<std::shared_ptr<const Model>> CreateOrThrow(
+      ModelSpec spec, int64_t version, const EngineOptions& options,
+      double read_seconds);
   std::unique_ptr<Impl> impl_;
 };
 

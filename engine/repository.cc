@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/exceptions.h"
 #include "common/str_util.h"
 #include "engine/model_config.h"
 #include "engine/model_spec.h"
@@ -141,20 +142,23 @@ absl::StatusOr<v1::ModelConfig> ReadModelConfig(const fs::path& model_dir) {
   const fs::path path = model_dir / kConfigFile;
   absl::StatusOr<std::string> text = ReadFileBounded(path, kMaxConfigBytes);
   if (!text.ok()) return text.status();
-  absl::StatusOr<v1::ModelConfig> config =
-      ParseModelConfig(*text, path.string());
+  return ParseValidatedModelConfig(*text, path.string(), DirName(model_dir));
+}
+
+absl::StatusOr<v1::ModelConfig> ParseValidatedModelConfig(
+    std::string_view text, std::string_view source,
+    std::string_view expected_name) {
+  absl::StatusOr<v1::ModelConfig> config = ParseModelConfig(text, source);
   if (!config.ok()) return config.status();
-  const std::string dir_name = DirName(model_dir);
-  if (config->name() != dir_name) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path.string(), ": name is '", config->name(), "', expected '", dir_name,
-        "' (the model directory's name)"));
+  if (config->name() != expected_name) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Sv(source), ": name is '", config->name(), "', expected '",
+                     Sv(expected_name), "' (the model directory's name)"));
   }
-  if (absl::Status s = ValidateModelConfig(*config, path.string()); !s.ok()) {
+  if (absl::Status s = ValidateModelConfig(*config, source); !s.ok()) {
     return s;
   }
-  if (absl::Status s =
-          ValidateVersionPolicy(config->version_policy(), path.string());
+  if (absl::Status s = ValidateVersionPolicy(config->version_policy(), source);
       !s.ok()) {
     return s;
   }
@@ -280,10 +284,12 @@ absl::StatusOr<formats::TensorMap> ReadTensors(const fs::path& version_dir,
   return tensors;
 }
 
-absl::StatusOr<LoadedVersion> LoadVersion(const fs::path& model_dir,
-                                          v1::ModelConfig config,
-                                          int64_t version,
-                                          const EngineOptions& options) {
+namespace {
+
+absl::StatusOr<LoadedVersion> LoadVersionOrThrow(const fs::path& model_dir,
+                                                 v1::ModelConfig config,
+                                                 int64_t version,
+                                                 const EngineOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const fs::path version_dir = model_dir / std::to_string(version);
   absl::StatusOr<formats::TensorMap> tensors = ReadTensors(version_dir, config);
@@ -308,6 +314,25 @@ absl::StatusOr<LoadedVersion> LoadVersion(const fs::path& model_dir,
       Model::Create(*std::move(spec), version, options, read_seconds);
   if (!model.ok()) return model.status();
   return LoadedVersion{*std::move(model), std::move(config)};
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedVersion> LoadVersion(const fs::path& model_dir,
+                                          v1::ModelConfig config,
+                                          int64_t version,
+                                          const EngineOptions& options) {
+  // Model::Create has its own boundary; this one covers reading and
+  // converting the files (e.g. an allocation failure on a huge tensor).
+  const std::string what =
+      absl::StrCat("loading '", model_dir.string(), "' version ", version);
+  try {
+    return LoadVersionOrThrow(model_dir, std::move(config), version, options);
+  } catch (const std::exception& e) {
+    return StatusFromException(e, what);
+  } catch (...) {
+    return StatusFromUnknownException(what);
+  }
 }
 
 absl::StatusOr<std::shared_ptr<const Model>> LoadModel(

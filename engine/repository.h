@@ -38,6 +38,14 @@ absl::StatusOr<std::vector<int64_t>> ListVersions(
 absl::StatusOr<v1::ModelConfig> ReadModelConfig(
     const std::filesystem::path& model_dir);
 
+// The checks of ReadModelConfig on config text already in memory (what
+// ReadModelConfig runs after reading the file; the fuzz harness drives it
+// directly): parse, name == `expected_name`, ValidateModelConfig,
+// ValidateVersionPolicy. `source` names the config in messages.
+absl::StatusOr<v1::ModelConfig> ParseValidatedModelConfig(
+    std::string_view text, std::string_view source,
+    std::string_view expected_name);
+
 // Checks a version policy: latest.num_versions >= 1; specific lists at
 // least one version, each positive. `source` names the config in messages.
 absl::Status ValidateVersionPolicy(const v1::ModelVersionPolicy& policy,

@@ -27,7 +27,11 @@ std::vector<int32_t> ArgmaxPerRow(std::span<const float> values, int64_t rows,
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = values.data() + r * cols;
     int32_t best = 0;
-    for (int64_t c = 1; c < cols; ++c) {
+    for (int64_t c = 0; c < cols; ++c) {
+      if (!std::isfinite(row[c])) {
+        best = kNoClass;
+        break;
+      }
       if (row[c] > row[best]) best = static_cast<int32_t>(c);
     }
     classes[static_cast<size_t>(r)] = best;

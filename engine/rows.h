@@ -20,8 +20,15 @@ namespace nnserve::engine {
 absl::Status CheckFiniteRows(std::span<const float> values, int64_t cols,
                              std::string_view description);
 
+// What ArgmaxPerRow reports for a row that holds a NaN or an infinity (a
+// forward pass that overflowed): such a row has no meaningful largest
+// value, and naming class 0 (or whichever index a comparison with NaN
+// happens to leave) would be a confident wrong answer.
+inline constexpr int32_t kNoClass = -1;
+
 // Index of the largest value in each of the `rows` rows of `values`
-// ([rows, cols], row-major); ties go to the lowest index.
+// ([rows, cols], row-major); ties go to the lowest index; kNoClass for a
+// row with any non-finite value.
 std::vector<int32_t> ArgmaxPerRow(std::span<const float> values, int64_t rows,
                                   int64_t cols);
 

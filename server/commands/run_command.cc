@@ -121,9 +121,13 @@ absl::Status RunOffline(const RunOptions& options, std::istream& in,
     out << "]";
     if (!classes.empty()) {
       const int32_t k = classes[static_cast<size_t>(r)];
-      out << absl::StrFormat(" label=%s class=%d score=%.6g",
-                             info.labels[static_cast<size_t>(k)], k,
-                             output[static_cast<size_t>(r * cols + k)]);
+      if (k == engine::kNoClass) {
+        out << " label=none class=-1 (non-finite output)";
+      } else {
+        out << absl::StrFormat(" label=%s class=%d score=%.6g",
+                               info.labels[static_cast<size_t>(k)], k,
+                               output[static_cast<size_t>(r * cols + k)]);
+      }
     }
     out << "\n";
   }

@@ -49,7 +49,8 @@ void Finish(grpc::ServerUnaryReactor* reactor, RequestMetrics* metrics,
 }
 
 // Model, version and (for models with labels) the argmax label and class of
-// each output row.
+// each output row; a row with a non-finite value (the forward pass
+// overflowed) gets class -1 and label "" rather than a made-up class.
 void FillPredictMetadata(const ServedVersion& served,
                          std::span<const float> output, int64_t rows,
                          v1::PredictResponse* response) {
@@ -60,7 +61,8 @@ void FillPredictMetadata(const ServedVersion& served,
   for (int32_t c :
        engine::ArgmaxPerRow(output, rows, served.model->output_size())) {
     response->add_classes(c);
-    response->add_labels(labels[static_cast<size_t>(c)]);
+    response->add_labels(c == engine::kNoClass ? std::string()
+                                               : labels[static_cast<size_t>(c)]);
   }
 }
 

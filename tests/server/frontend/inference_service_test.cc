@@ -4,6 +4,7 @@
 // is the client.
 #include "server/frontend/inference_service.h"
 
+#include <cmath>
 #include <latch>
 #include <memory>
 #include <string>
@@ -230,6 +231,38 @@ TEST_F(InferenceServiceTest, ErrorsCarryCodesAndAreCounted) {
   EXPECT_EQ(RequestCount("clf", "Predict", "NOT_FOUND"), 1);
   EXPECT_EQ(RequestCount("clf", "Predict", "INVALID_ARGUMENT"), 2);
   EXPECT_EQ(RequestCount("clf", "Predict", "OK"), 0);
+}
+
+TEST_F(InferenceServiceTest, OverflowedRowsHaveNoClassInsteadOfClassZero) {
+  // One identity layer whose weights are all 1e30: a row of 1e10 inputs
+  // overflows to +Inf (finite inputs, finite weights), a row of 1e-30
+  // inputs does not.
+  RandomModel overflow = BuildRandomModel(
+      "overflow", 2, {{2, engine::Activation::kIdentity, /*bias=*/false}},
+      engine::WeightLayout::kOutIn, 3);
+  for (float& w : overflow.tensors.at("fc0.weight").values) w = 1e30f;
+  overflow.config.mutable_output()->add_labels("low");
+  overflow.config.mutable_output()->add_labels("high");
+  WriteModelDir(repo_.path(), overflow, 1,
+                nnserve::testing::FileFormat::kSafetensors,
+                formats::DType::kF32);
+  StartServer({});
+  v1::PredictRequest request;
+  request.set_model("overflow");
+  request.mutable_input()->add_shape(2);
+  request.mutable_input()->add_shape(2);
+  for (float v : {1e10f, 1e10f, 1e-30f, 2e-30f}) {
+    request.mutable_input()->add_values(v);
+  }
+  v1::PredictResponse response;
+  grpc::ClientContext context;
+  grpc::Status status = stub_->Predict(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::vector<float> output = TensorFloats(response.output());
+  ASSERT_EQ(output.size(), 4u);
+  EXPECT_TRUE(std::isinf(output[0]));  // The caller sees the overflow.
+  EXPECT_THAT(response.classes(), ElementsAre(-1, 0));
+  EXPECT_THAT(response.labels(), ElementsAre("", "low"));
 }
 
 TEST_F(InferenceServiceTest, ResponseOverTheMessageLimitIsRefusedUpFront) {
