@@ -81,9 +81,31 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd
       ->add_option("--max-message-bytes", serve.max_message_bytes,
-                   "Largest gRPC message received or sent")
+                   "Largest gRPC message received or sent (default: the "
+                   "largest request or response of the models in the "
+                   "repository at start-up with --max-batch-rows rows, at "
+                   "least 4 MiB; logged as event=message_limit)")
       ->envname("NNSERVE_MAX_MESSAGE_BYTES")
-      ->check(CLI::Range(int64_t{1024}, int64_t{2147483647}))
+      ->check(CLI::Range(int64_t{1024}, int64_t{2147483647}));
+  serve_cmd
+      ->add_option("--max-memory-bytes", serve.max_memory_bytes,
+                   "gRPC resource quota: memory of the transport's buffers; "
+                   "also sets the default of --max-queued-bytes")
+      ->envname("NNSERVE_MAX_MEMORY_BYTES")
+      ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 50))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-queued-bytes", serve.max_queued_bytes,
+                   "Bytes of input and output tensors of queued requests "
+                   "before RESOURCE_EXHAUSTED (default: half of "
+                   "--max-memory-bytes)")
+      ->envname("NNSERVE_MAX_QUEUED_BYTES")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 50));
+  serve_cmd
+      ->add_option("--max-concurrent-streams", serve.max_concurrent_streams,
+                   "Calls in flight per client connection (HTTP/2 streams)")
+      ->envname("NNSERVE_MAX_CONCURRENT_STREAMS")
+      ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   serve_cmd
       ->add_option("--max-queued-requests", serve.max_queued_requests,
@@ -125,6 +147,13 @@ int main(int argc, char** argv) {
                    "RESOURCE_EXHAUSTED")
       ->envname("NNSERVE_BATCHING_MAX_QUEUE_SIZE")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--drain-seconds", serve.drain_seconds,
+                   "Seconds calls are still served after SIGTERM turns "
+                   "health NOT_SERVING (for load balancers to move away)")
+      ->envname("NNSERVE_DRAIN_SECONDS")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   serve_cmd
       ->add_option("--shutdown-timeout", serve.shutdown_timeout_seconds,

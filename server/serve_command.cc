@@ -10,6 +10,8 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -21,11 +23,14 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "prometheus/exposer.h"
 #include "server/frontend/inference_service.h"
 #include "server/frontend/repository_service.h"
+#include "server/lifecycle/message_limit.h"
 #include "server/lifecycle/model_lifecycle.h"
 #include "server/lifecycle/model_registry.h"
+#include "server/lifecycle/repository_scan.h"
 #include "server/observability/logging.h"
 #include "server/observability/metrics.h"
 #include "server/observability/process_metrics.h"
@@ -37,7 +42,8 @@ namespace nnserve::server {
 namespace {
 
 constexpr char kServiceName[] = "nnserve.v1.Inference";
-// How long open health Watch streams get at shutdown to receive NOT_SERVING.
+// The least time between health turning NOT_SERVING at shutdown and the
+// process ending, for open health Watch streams to receive the update.
 constexpr auto kWatchGrace = std::chrono::milliseconds(250);
 
 absl::Status WritePortFile(const std::string& path, int grpc_port,
@@ -104,6 +110,44 @@ std::vector<int64_t> PrewarmBatchSizes() {
   return sizes;
 }
 
+// --max-message-bytes, or when it is 0 the limit derived from the configs
+// of every model in the repository now (whatever the control mode will
+// load; see message_limit.h for models added later). Logged either way.
+int64_t MessageLimit(const ServeOptions& o) {
+  if (o.max_message_bytes > 0) {
+    spdlog::info("event=message_limit bytes={} source=flag",
+                 o.max_message_bytes);
+    return o.max_message_bytes;
+  }
+  std::vector<v1::ModelConfig> configs;
+  absl::StatusOr<std::vector<ScannedModel>> models =
+      RepositoryScanner(o.model_repository).ScanAll();
+  if (models.ok()) {
+    for (ScannedModel& model : *models) {
+      if (model.status.ok()) configs.push_back(std::move(model.config));
+    }
+  }
+  const DerivedMessageLimit limit =
+      DeriveMessageLimit(configs, o.max_batch_rows);
+  spdlog::info(
+      "event=message_limit bytes={} source=derived models={} model={} "
+      "max_batch_rows={} request_bytes={} response_bytes={} "
+      "hint={}",
+      limit.bytes, configs.size(), LogQuote(limit.model), o.max_batch_rows,
+      limit.sizes.request, limit.sizes.response,
+      LogQuote("models added later do not raise it: set --max-message-bytes "
+               "for them"));
+  return limit.bytes;
+}
+
+// Flushes the logs and ends the process without running destructors or
+// exit handlers (see the end of RunServe).
+[[noreturn]] void ExitProcess(int code) {
+  spdlog::default_logger()->flush();
+  std::fflush(nullptr);
+  _exit(code);
+}
+
 absl::Status Fail(absl::Status status) {
   spdlog::error("event=startup_failed error={}", LogQuote(status.message()));
   return status;
@@ -119,7 +163,8 @@ void LogSettings(const ServeOptions& o) {
       "max_message_bytes={} max_queued_requests={} inline_work_limit={} "
       "dynamic_batching={} batching_max_batch_rows={} "
       "batching_max_queue_delay_us={} batching_max_queue_size={} "
-      "shutdown_timeout_seconds={} allow_load_failures={} layer_timing={} "
+      "drain_seconds={} shutdown_timeout_seconds={} allow_load_failures={} "
+      "layer_timing={} "
       "model_control_mode={} repository_poll_seconds={} load_model={} "
       "model_load_threads={} port_file={} tls={} tls_cert_file={} "
       "tls_key_file={} tls_client_ca_file={} tls_reload_seconds={}",
@@ -127,7 +172,7 @@ void LogSettings(const ServeOptions& o) {
       o.metrics_address, o.threads, o.intra_op_threads, o.max_batch_rows,
       o.max_message_bytes, o.max_queued_requests, o.inline_work_limit,
       o.dynamic_batching, o.batching_max_batch_rows,
-      o.batching_max_queue_delay_us, o.batching_max_queue_size,
+      o.batching_max_queue_delay_us, o.batching_max_queue_size, o.drain_seconds,
       o.shutdown_timeout_seconds, o.allow_load_failures, o.layer_timing,
       ModelControlModeName(o.model_control_mode), o.repository_poll_seconds,
       LogQuote(absl::StrJoin(o.load_models, ",")), o.model_load_threads,
@@ -178,10 +223,20 @@ absl::Status RunServe(const ServeOptions& options) {
     }
   } metrics_stopper{exposer, options.metrics_address, metrics_port};
 
+  const int64_t message_limit = MessageLimit(options);
+  const int64_t max_queued_bytes = options.max_queued_bytes > 0
+                                       ? options.max_queued_bytes
+                                       : options.max_memory_bytes / 2;
+  spdlog::info(
+      "event=memory_limits max_memory_bytes={} max_queued_bytes={} "
+      "max_concurrent_streams={}",
+      options.max_memory_bytes, max_queued_bytes,
+      options.max_concurrent_streams);
   Scheduler scheduler(Scheduler::Options{
       .threads = options.threads,
       .intra_op_threads = options.intra_op_threads,
       .max_queued_calls = std::max<int64_t>(options.max_queued_requests, 1),
+      .max_queued_bytes = max_queued_bytes,
       .inline_work_limit = options.inline_work_limit,
       .time_layers = options.layer_timing});
   ModelRegistry registry(&metrics);
@@ -219,7 +274,7 @@ absl::Status RunServe(const ServeOptions& options) {
   InferenceService service(
       &registry, &scheduler, &metrics,
       ServiceOptions{.max_batch_rows = options.max_batch_rows,
-                     .max_message_bytes = options.max_message_bytes});
+                     .max_message_bytes = message_limit});
   ModelRepositoryService repository_service(&lifecycle, &metrics);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -229,10 +284,19 @@ absl::Status RunServe(const ServeOptions& options) {
   builder.AddListeningPort(options.grpc_address, *credentials, &grpc_port);
   builder.RegisterService(&service);
   builder.RegisterService(&repository_service);
-  const int message_limit = static_cast<int>(
-      std::clamp<int64_t>(options.max_message_bytes, 1, INT_MAX));
-  builder.SetMaxReceiveMessageSize(message_limit);
-  builder.SetMaxSendMessageSize(message_limit);
+  const int grpc_message_limit =
+      static_cast<int>(std::clamp<int64_t>(message_limit, 1, INT_MAX));
+  builder.SetMaxReceiveMessageSize(grpc_message_limit);
+  builder.SetMaxSendMessageSize(grpc_message_limit);
+  // The transport's memory (what it has read and not handed over yet, what
+  // it sends) within --max-memory-bytes; what queued calls hold is bounded
+  // by the scheduler's max_queued_bytes.
+  grpc::ResourceQuota quota("nnserve");
+  quota.Resize(
+      static_cast<size_t>(std::max<int64_t>(options.max_memory_bytes, 1)));
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             std::max(options.max_concurrent_streams, 1));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || grpc_port == 0) {
     return Fail(absl::UnavailableError(
@@ -258,7 +322,11 @@ absl::Status RunServe(const ServeOptions& options) {
                                   std::chrono::steady_clock::now() - load_start)
                                   .count();
 
+  // Whether health ever said SERVING (a signal during the load skips it,
+  // and with it the drain period: no balancer sent traffic here).
+  bool served = false;
   if (signals.received() == 0) {
+    served = true;
     health->SetServingStatus("", true);
     health->SetServingStatus(kServiceName, true);
     spdlog::info(
@@ -279,41 +347,60 @@ absl::Status RunServe(const ServeOptions& options) {
   }
 
   const auto shutdown_start = std::chrono::steady_clock::now();
+  // Health goes NOT_SERVING at once: the cue for Kubernetes endpoints and
+  // client-side balancers to move away. Calls are still served normally
+  // for --drain-seconds while they do; then both services refuse new calls
+  // with UNAVAILABLE (which clients retry elsewhere), and the calls already
+  // accepted finish, up to --shutdown-timeout.
+  health->SetServingStatus(false);
+  spdlog::info(
+      "event=drain_started drain_seconds={} shutdown_timeout_seconds={} "
+      "health=NOT_SERVING",
+      options.drain_seconds, options.shutdown_timeout_seconds);
+  if (served) {
+    std::this_thread::sleep_for(
+        std::chrono::duration<double>(options.drain_seconds));
+  }
   spdlog::info("event=shutdown_started timeout_seconds={}",
                options.shutdown_timeout_seconds);
-  // Let both services' calls finish (new ones get UNAVAILABLE), then shut
-  // the server down at once: anything still open is a health Watch stream
-  // or a call past the timeout (see frontend/call_tracker.h). Draining
-  // starts before health reports NOT_SERVING, so a client that saw
-  // NOT_SERVING is never served.
   const auto deadline =
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::milliseconds>(
           std::chrono::duration<double>(options.shutdown_timeout_seconds));
   service.BeginDrain();
   repository_service.BeginDrain();
-  health->SetServingStatus(false);
   const bool drained =
       service.WaitForIdle(deadline) && repository_service.WaitForIdle(deadline);
   if (!drained) {
     spdlog::warn(
-        "event=shutdown_timeout action=cancel_in_flight timeout_seconds={}",
+        "event=shutdown_timeout action=close_connections timeout_seconds={}",
         options.shutdown_timeout_seconds);
   }
-  // Anything still open now is a health Watch stream: give it a moment to
-  // deliver NOT_SERVING to its client before the streams are cancelled
-  // (Shutdown returns at once when nothing is open).
   // Loads still queued are answered UNAVAILABLE; no more rescans.
   lifecycle.Stop();
-  server->Shutdown(std::chrono::system_clock::now() + kWatchGrace);
-  server->Wait();
-  scheduler.Shutdown();
+  // After a drain nothing is queued, so this returns at once; after a
+  // timeout the calls still queued are abandoned with the connections.
+  if (drained) scheduler.Shutdown();
   StopExposer(std::move(exposer), options.metrics_address, metrics_port);
-  spdlog::info("event=shutdown_complete duration_seconds={:.3f}",
+  // Health Watch streams got NOT_SERVING when the drain started; give the
+  // update a moment to reach their clients.
+  std::this_thread::sleep_until(shutdown_start + kWatchGrace);
+  spdlog::info("event=shutdown_complete drained={} duration_seconds={:.3f}",
+               drained,
                std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                              shutdown_start)
                    .count());
-  return absl::OkStatus();
+  // The gRPC server is deliberately not shut down. gRPC 1.51's
+  // Server::Shutdown fails every call that reaches it after shutdown began
+  // but before its GOAWAY reached the client with CANCELLED (the core
+  // "zombifies" such calls), a code clients do not retry; callers that
+  // retry UNAVAILABLE during the drain hit that window every time. Every
+  // call accepted has been answered, so the process ends here with its
+  // connections open and the kernel closes them: a call still in transit
+  // fails with UNAVAILABLE (connection closed), which clients retry
+  // elsewhere. Ending the process also spares gRPC's threads from running
+  // into objects this function would destroy.
+  ExitProcess(EXIT_SUCCESS);
 }
 
 }  // namespace nnserve::server

@@ -18,13 +18,16 @@
 // While serving, health stays SERVING through reloads; SIGHUP makes the
 // lifecycle rescan the repository (mode poll).
 //
-// Shutdown on SIGTERM/SIGINT (see signals.h): both services refuse new
-// calls → health NOT_SERVING → in-flight calls (and loads asked for over
-// the ModelRepository service) finish, up to --shutdown-timeout → the
-// lifecycle stops → the gRPC server shuts down (calls still running are
-// cancelled) → the scheduler runs what is queued and joins its workers →
-// metrics endpoint stopped (it stays up during the drain), exit 0.
-// Call BlockServerSignals() in main before RunServe.
+// Shutdown on SIGTERM/SIGINT (see signals.h): health NOT_SERVING → calls
+// still served for --drain-seconds (so balancers can move away) → both
+// services refuse new calls with UNAVAILABLE → calls already accepted (and
+// loads asked for over the ModelRepository service) finish, up to
+// --shutdown-timeout → the lifecycle stops → the scheduler joins its
+// workers → the metrics endpoint stops (it stays up during the drain) →
+// the process exits 0 without shutting the gRPC server down, so that no
+// caller is ever answered CANCELLED (why: see the end of RunServe). A
+// caller sees OK or UNAVAILABLE, never anything else, because the server
+// is going away. Call BlockServerSignals() in main before RunServe.
 //
 // RunServe owns every server object for its duration; not re-entrant.
 #ifndef NNSERVE_SERVER_SERVE_COMMAND_H_
@@ -47,7 +50,17 @@ struct ServeOptions {
   int threads = 1;           // Inference workers.
   int intra_op_threads = 1;  // OpenMP threads per forward pass.
   int64_t max_batch_rows = 1024;
-  int64_t max_message_bytes = 64 << 20;
+  // The gRPC message limit (received and sent); 0: derived from the models
+  // in the repository at start-up (server/lifecycle/message_limit.h).
+  int64_t max_message_bytes = 0;
+  // The gRPC resource quota: the transport's buffers (received messages
+  // not yet handed over, send buffers) stay within it.
+  int64_t max_memory_bytes = int64_t{1} << 30;
+  // Bytes of the input and output tensors of queued calls before
+  // RESOURCE_EXHAUSTED; 0: half of max_memory_bytes.
+  int64_t max_queued_bytes = 0;
+  // HTTP/2 streams (calls in flight) per client connection.
+  int max_concurrent_streams = 256;
   int64_t max_queued_requests = 256;
   int64_t inline_work_limit = 262144;
   // Dynamic batching and its server-wide defaults (config.pbtxt
@@ -56,6 +69,10 @@ struct ServeOptions {
   int64_t batching_max_batch_rows = 64;
   int64_t batching_max_queue_delay_us = 0;
   int64_t batching_max_queue_size = 256;
+  // On SIGTERM: seconds calls are still served after health turns
+  // NOT_SERVING (for balancers to move away), then the seconds accepted
+  // calls get to finish.
+  double drain_seconds = 0;
   double shutdown_timeout_seconds = 30;
   // Model control (see model_lifecycle.h): none, poll or explicit; the poll
   // interval; the models explicit mode loads at start-up ("*" = all); how
@@ -73,9 +90,9 @@ struct ServeOptions {
   std::string build_version;  // Labels nnserve_build_info.
 };
 
-// Runs the server until a termination signal; OK after a clean shutdown.
-// Errors (bad address, bad repository, load failure) are logged and
-// returned.
+// Runs the server until a termination signal, then drains and ends the
+// process with exit code 0 (it does not return). Errors before that (bad
+// address, bad repository, load failure) are logged and returned.
 absl::Status RunServe(const ServeOptions& options);
 
 }  // namespace nnserve::server
