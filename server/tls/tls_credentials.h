@@ -12,8 +12,10 @@
 // and the file. While serving, gRPC's FileWatcherCertificateProvider re-reads
 // all of them every `reload_seconds`, so rotating a certificate (or the
 // client CA) needs no restart: new connections use the new files, open
-// connections keep the keys they were made with. A rotated pair that cannot
-// be read keeps the last pair that could (see server/README.md, "TLS").
+// connections keep the keys they were made with. A rotated file that cannot
+// be read keeps the last pair that could; one that is readable but wrong
+// (not PEM, key of another certificate) fails new handshakes until it is
+// fixed — gRPC 1.51's behaviour, see server/README.md, "TLS".
 //
 // Pure functions over their arguments; thread-safe. The returned credentials
 // own the file watcher (gRPC reference-counts it) for as long as a server
