@@ -13,6 +13,7 @@ packages=(
   python3-numpy python3-grpcio python3-grpc-tools python3-protobuf
   python3-sklearn python3-yaml
   prometheus clang-format curl openssl
+  clang-14 libclang-rt-14-dev libomp-14-dev  # scripts/asan.sh (ASan+UBSan)
 )
 if [ "${NNSERVE_WITH_CONTAINERS:-0}" = 1 ]; then
   packages+=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs)

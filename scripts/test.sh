@@ -8,3 +8,6 @@ BUILD_DIR=${BUILD_DIR:-build}
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" "$@"
 # ThreadSanitizer stage: engine, scheduling and lifecycle tests (build-tsan/).
 scripts/tsan.sh
+# AddressSanitizer+UBSan stage (clang-14): engine, formats, server and client
+# tests, integration tests included, and the fuzz harnesses (build-asan/).
+scripts/asan.sh

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -46,7 +47,29 @@ absl::StatusOr<std::filesystem::path> MakeTempDir() {
   return std::filesystem::path(pattern);
 }
 
+// The first line of a sanitizer report as the runtimes print it
+// (compiler-rt: "==PID==ERROR: AddressSanitizer: ...", "==PID==ERROR:
+// LeakSanitizer: ...", "FILE:LINE:COL: runtime error: ..." for UBSan).
+constexpr absl::string_view kSanitizerMarkers[] = {
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: "};
+
 }  // namespace
+
+std::string SanitizerReport(absl::string_view log, int max_lines) {
+  size_t first = absl::string_view::npos;
+  for (absl::string_view marker : kSanitizerMarkers) {
+    first = std::min(first, log.find(marker));
+  }
+  if (first == absl::string_view::npos) return "";
+  const size_t line_start = log.rfind('\n', first);
+  log.remove_prefix(line_start == absl::string_view::npos ? 0 : line_start + 1);
+  size_t end = 0;
+  for (int line = 0; line < max_lines && end < log.size(); ++line) {
+    const size_t newline = log.find('\n', end);
+    end = newline == absl::string_view::npos ? log.size() : newline + 1;
+  }
+  return std::string(log.substr(0, end));
+}
 
 absl::StatusOr<std::filesystem::path> NnserveBinaryFromEnv() {
   const char* env = std::getenv("NNSERVE_BINARY");
@@ -182,9 +205,31 @@ absl::Status ServerProcess::Spawn(const ServerOptions& options) {
 
 ServerProcess::~ServerProcess() {
   if (pid_ > 0 && !Reap()) {
-    kill(pid_, SIGKILL);
-    int status = 0;
-    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    // A graceful stop, so that the server's shutdown path runs (and, in a
+    // sanitizer build, LeakSanitizer's check at exit).
+    kill(pid_, SIGTERM);
+    absl::StatusOr<ExitStatus> exit = WaitForExit(kStopTimeout);
+    if (!exit.ok()) {
+      kill(pid_, SIGKILL);
+      int status = 0;
+      while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+      ADD_FAILURE() << "nnserve (pid " << pid_ << ") did not exit within "
+                    << kStopTimeout.count() << " s of SIGTERM; killed";
+    } else if (!(exit->exited && exit->code == 0) &&
+               !(!exit->exited && exit->signal == SIGTERM)) {
+      // (Killed by SIGTERM itself: it had not installed its handler yet.)
+      ADD_FAILURE() << "nnserve (pid " << pid_
+                    << ") did not exit cleanly on SIGTERM: it "
+                    << exit->ToString() << " (expected exit code 0)";
+    }
+  }
+  if (!log_path_.empty()) {
+    const std::string report = SanitizerReport(ReadLog());
+    if (!report.empty()) {
+      ADD_FAILURE() << "nnserve (pid " << pid_
+                    << ") reported a sanitizer error:\n"
+                    << report;
     }
   }
   if (::testing::Test::HasFailure() && !log_path_.empty()) {

@@ -4,11 +4,15 @@
 //
 // Each ServerProcess owns a private temporary directory holding the port file
 // and the child's combined stdout+stderr log (server.log). The destructor
-// always kills (SIGKILL) and reaps a child that is still running, prints the
-// tail of the log when the current gtest test has failed, and removes the
-// temporary directory. The child also receives SIGKILL if the thread that
-// started it dies (PR_SET_PDEATHSIG), so a crashed test leaves no server
-// behind.
+// stops a child that is still running with SIGTERM and fails the current
+// gtest test unless it exits 0 within kStopTimeout (then it is killed with
+// SIGKILL); it also fails the test when the log holds a sanitizer report
+// (AddressSanitizer, LeakSanitizer, UndefinedBehaviorSanitizer; see
+// scripts/asan.sh), so that an error in the server process fails the test
+// that ran it. It prints the tail of the log when the test has failed and
+// removes the temporary directory. The child also receives SIGKILL if the
+// thread that started it dies (PR_SET_PDEATHSIG), so a crashed test leaves no
+// server behind.
 //
 // This helper knows nothing about gRPC: readiness beyond "the port file was
 // written" is checked by the caller through WaitUntil(probe).
@@ -52,6 +56,11 @@ struct ServerOptions {
   std::map<std::string, std::string> environment;
 };
 
+// The sanitizer report (AddressSanitizer, LeakSanitizer or
+// UndefinedBehaviorSanitizer) in a process's output `log`: at most
+// `max_lines` lines from the first report's first line; empty if none.
+std::string SanitizerReport(absl::string_view log, int max_lines = 150);
+
 // How the child ended.
 struct ExitStatus {
   bool exited = false;  // Normal exit: `code` is valid.
@@ -62,6 +71,10 @@ struct ExitStatus {
 
 class ServerProcess {
  public:
+  // How long the destructor waits after SIGTERM: the server's default
+  // --shutdown-timeout (30 s) plus a margin for slow (sanitizer) builds.
+  static constexpr std::chrono::seconds kStopTimeout{60};
+
   // Spawns `nnserve serve ...` and returns at once, without waiting for
   // anything. Call WaitForPorts() next (Start() does both).
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Launch(
