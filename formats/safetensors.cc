@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/str_util.h"
 #include "formats/half.h"
 #include "nlohmann/json.hpp"
 
@@ -54,7 +55,7 @@ bool ParseDType(std::string_view name, DType* dtype) {
 std::string JsonKind(const json& value) {
   if (value.is_number_integer()) return "integer " + value.dump();
   if (value.is_number_float()) return "number " + value.dump();
-  if (value.is_string()) return "string " + value.dump();
+  if (value.is_string()) return "string " + Clip(value.dump());
   return value.type_name();
 }
 
@@ -74,7 +75,9 @@ class Parser {
   }
   absl::Status TensorError(absl::string_view name,
                            absl::string_view message) const {
-    return Error(absl::StrCat("tensor '", name, "': ", message));
+    return Error(absl::StrCat("tensor '",
+                              Clip(std::string_view(name.data(), name.size())),
+                              "': ", message));
   }
 
   absl::Status ParseEntry(const std::string& name, const json& value,
@@ -155,8 +158,9 @@ absl::Status Parser::CheckMetadata(const json& value) const {
   }
   for (const auto& [key, item] : value.items()) {
     if (!item.is_string()) {
-      return Error(absl::StrCat("__metadata__ entry '", key, "' is a JSON ",
-                                JsonKind(item), ", expected a string"));
+      return Error(absl::StrCat("__metadata__ entry '", Clip(key),
+                                "' is a JSON ", JsonKind(item),
+                                ", expected a string"));
     }
   }
   return absl::OkStatus();
@@ -272,7 +276,13 @@ absl::Status Parser::ParseShape(const std::string& name, const json& value,
 absl::Status Parser::ParseOffsets(const std::string& name, const json& value,
                                   uint64_t* begin, uint64_t* end) const {
   if (!value.is_array() || value.size() != 2) {
-    return TensorError(name, absl::StrCat("data_offsets is ", value.dump(),
+    // Described, not dumped: dump() recurses once per nesting level, and a
+    // crafted header nests arrays deeply enough to overflow the stack.
+    const std::string found =
+        value.is_array()
+            ? absl::StrCat("an array of ", value.size(), " elements")
+            : absl::StrCat("a JSON ", JsonKind(value));
+    return TensorError(name, absl::StrCat("data_offsets is ", found,
                                           ", expected [begin, end]"));
   }
   for (size_t i = 0; i < 2; ++i) {

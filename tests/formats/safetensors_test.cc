@@ -235,7 +235,11 @@ TEST(SafetensorsErrorTest, WrongTypedFields) {
       HasSubstr("shape[0] is a JSON number 1.5, expected a non-negative"));
   EXPECT_THAT(
       ErrorOf(Raw(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4]}})")),
-      HasSubstr("data_offsets is [4], expected [begin, end]"));
+      HasSubstr("data_offsets is an array of 1 elements, expected [begin, "
+                "end]"));
+  EXPECT_THAT(
+      ErrorOf(Raw(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":7}})")),
+      HasSubstr("data_offsets is a JSON integer 7, expected [begin, end]"));
   EXPECT_THAT(
       ErrorOf(
           Raw(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})")),
@@ -245,6 +249,29 @@ TEST(SafetensorsErrorTest, WrongTypedFields) {
       ErrorOf(
           Raw(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,"4"]}})")),
       HasSubstr("data_offsets[1] is a JSON string"));
+}
+
+// Found by reasoning over the fuzz harness (the fuzzer's inputs are too
+// small to reach it): the error for a malformed data_offsets used to dump
+// the JSON value, which recurses once per nesting level, so a crafted
+// header of a million nested arrays overflowed the stack (SIGSEGV while
+// loading a model).
+TEST(SafetensorsErrorTest, DeeplyNestedOffsetsAreDescribedNotDumped) {
+  constexpr int kDepth = 1000000;
+  const std::string header =
+      R"({"w":{"dtype":"F32","shape":[1],"data_offsets":)" +
+      std::string(kDepth, '[') + std::string(kDepth, ']') + "}}";
+  EXPECT_THAT(ErrorOf(Raw(header)),
+              HasSubstr("data_offsets is an array of 1 elements"));
+}
+
+TEST(SafetensorsErrorTest, LongNamesAreClippedInMessages) {
+  const std::string name(100000, 'n');
+  const std::string message = ErrorOf(Raw(
+      R"({")" + name + R"(":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}})",
+      "x"));
+  EXPECT_THAT(message, HasSubstr("(100000 bytes)"));
+  EXPECT_LT(message.size(), 400u);
 }
 
 TEST(SafetensorsErrorTest, UnsupportedDType) {
