@@ -89,15 +89,16 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1024}, int64_t{2147483647}));
   serve_cmd
       ->add_option("--max-memory-bytes", serve.max_memory_bytes,
-                   "gRPC resource quota: memory of the transport's buffers; "
-                   "also sets the default of --max-queued-bytes")
+                   "Memory budget of calls in flight: half is the gRPC "
+                   "resource quota (transport buffers), an eighth the "
+                   "default of --max-queued-bytes")
       ->envname("NNSERVE_MAX_MEMORY_BYTES")
       ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 50))
       ->capture_default_str();
   serve_cmd
       ->add_option("--max-queued-bytes", serve.max_queued_bytes,
                    "Bytes of input and output tensors of queued requests "
-                   "before RESOURCE_EXHAUSTED (default: half of "
+                   "before RESOURCE_EXHAUSTED (default: an eighth of "
                    "--max-memory-bytes)")
       ->envname("NNSERVE_MAX_QUEUED_BYTES")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 50));

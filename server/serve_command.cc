@@ -224,13 +224,21 @@ absl::Status RunServe(const ServeOptions& options) {
   } metrics_stopper{exposer, options.metrics_address, metrics_port};
 
   const int64_t message_limit = MessageLimit(options);
+  // --max-memory-bytes is split: half for gRPC's resource quota (which
+  // gRPC 1.51 enforces after the fact, by refusing streams and closing
+  // connections once over it: its buffers were measured at up to twice the
+  // quota under a flood of 16 MiB requests), an eighth by default for the
+  // tensors of queued calls; the rest is for the calls being decoded and
+  // computed.
+  const int64_t grpc_quota_bytes =
+      std::max<int64_t>(options.max_memory_bytes / 2, 1);
   const int64_t max_queued_bytes = options.max_queued_bytes > 0
                                        ? options.max_queued_bytes
-                                       : options.max_memory_bytes / 2;
+                                       : options.max_memory_bytes / 8;
   spdlog::info(
-      "event=memory_limits max_memory_bytes={} max_queued_bytes={} "
-      "max_concurrent_streams={}",
-      options.max_memory_bytes, max_queued_bytes,
+      "event=memory_limits max_memory_bytes={} grpc_quota_bytes={} "
+      "max_queued_bytes={} max_concurrent_streams={}",
+      options.max_memory_bytes, grpc_quota_bytes, max_queued_bytes,
       options.max_concurrent_streams);
   Scheduler scheduler(Scheduler::Options{
       .threads = options.threads,
@@ -289,11 +297,10 @@ absl::Status RunServe(const ServeOptions& options) {
   builder.SetMaxReceiveMessageSize(grpc_message_limit);
   builder.SetMaxSendMessageSize(grpc_message_limit);
   // The transport's memory (what it has read and not handed over yet, what
-  // it sends) within --max-memory-bytes; what queued calls hold is bounded
-  // by the scheduler's max_queued_bytes.
+  // it sends); what queued calls hold is bounded by the scheduler's
+  // max_queued_bytes (see event=memory_limits above).
   grpc::ResourceQuota quota("nnserve");
-  quota.Resize(
-      static_cast<size_t>(std::max<int64_t>(options.max_memory_bytes, 1)));
+  quota.Resize(static_cast<size_t>(grpc_quota_bytes));
   builder.SetResourceQuota(quota);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              std::max(options.max_concurrent_streams, 1));

@@ -53,11 +53,12 @@ struct ServeOptions {
   // The gRPC message limit (received and sent); 0: derived from the models
   // in the repository at start-up (server/lifecycle/message_limit.h).
   int64_t max_message_bytes = 0;
-  // The gRPC resource quota: the transport's buffers (received messages
-  // not yet handed over, send buffers) stay within it.
+  // The memory budget of calls in flight: half of it is the gRPC resource
+  // quota (the transport's buffers: messages being received, responses
+  // being sent), an eighth the default of max_queued_bytes.
   int64_t max_memory_bytes = int64_t{1} << 30;
   // Bytes of the input and output tensors of queued calls before
-  // RESOURCE_EXHAUSTED; 0: half of max_memory_bytes.
+  // RESOURCE_EXHAUSTED; 0: an eighth of max_memory_bytes.
   int64_t max_queued_bytes = 0;
   // HTTP/2 streams (calls in flight) per client connection.
   int max_concurrent_streams = 256;

@@ -205,7 +205,8 @@ absl::Status Scheduler::Submit(const std::shared_ptr<ModelQueue>& queue,
         "the inference queue is full by size: its calls hold ", queued_bytes_,
         " bytes of tensors and this call needs ", bytes,
         " more, over the limit of ", options_.max_queued_bytes,
-        " bytes (--max-queued-bytes, by default half of --max-memory-bytes); "
+        " bytes (--max-queued-bytes, by default an eighth of "
+        "--max-memory-bytes); "
         "retry with backoff"));
   }
   const SteadyClock::time_point now = SteadyClock::now();
