@@ -9,6 +9,7 @@
 
 #include <exception>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 
@@ -22,6 +23,21 @@ absl::Status StatusFromException(const std::exception& error,
 
 // The same for an exception that is not a std::exception (`catch (...)`).
 absl::Status StatusFromUnknownException(std::string_view what);
+
+// Runs `fn` (which returns an absl::Status) and returns its status, or the
+// status of whatever it throws (see above) — for the bodies of entry points
+// such as gRPC handlers, where an escaping exception would end the process
+// or leave the call unanswered.
+template <typename Fn>
+absl::Status StatusOfCall(std::string_view what, Fn&& fn) {
+  try {
+    return std::forward<Fn>(fn)();
+  } catch (const std::exception& e) {
+    return StatusFromException(e, what);
+  } catch (...) {
+    return StatusFromUnknownException(what);
+  }
+}
 
 }  // namespace nnserve
 

@@ -7,8 +7,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "engine/rows.h"
+#include "common/exceptions.h"
 #include "common/str_util.h"
+#include "engine/rows.h"
 #include "server/frontend/status.h"
 #include "server/frontend/tensor_codec.h"
 
@@ -61,8 +62,8 @@ void FillPredictMetadata(const ServedVersion& served,
   for (int32_t c :
        engine::ArgmaxPerRow(output, rows, served.model->output_size())) {
     response->add_classes(c);
-    response->add_labels(c == engine::kNoClass ? std::string()
-                                               : labels[static_cast<size_t>(c)]);
+    response->add_labels(
+        c == engine::kNoClass ? std::string() : labels[static_cast<size_t>(c)]);
   }
 }
 
@@ -129,30 +130,40 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
   const Clock::time_point start = Clock::now();
   grpc::ServerUnaryReactor* reactor = new TrackedReactor(&calls_);
   RequestMetrics* metrics = registry_->RequestMetricsFor(request->model());
-  const auto finish = [&](const absl::Status& status) {
-    Finish(reactor, metrics, Method::kPredict, start, status);
-    return reactor;
-  };
+  // OK once the call is handed to the scheduler (its `done` finishes it);
+  // otherwise the call is finished here, also when something threw.
+  const absl::Status refused = StatusOfCall("handling Predict", [&] {
+    return StartPredict(context, *request, response, reactor, metrics, start);
+  });
+  if (!refused.ok()) {
+    Finish(reactor, metrics, Method::kPredict, start, refused);
+  }
+  return reactor;
+}
 
+absl::Status InferenceService::StartPredict(
+    grpc::CallbackServerContext* context, const v1::PredictRequest& request,
+    v1::PredictResponse* response, grpc::ServerUnaryReactor* reactor,
+    RequestMetrics* metrics, Clock::time_point start) {
   // Decode.
-  if (calls_.draining()) return finish(CallTracker::DrainingError());
-  if (DeadlinePassed(context)) return finish(DeadlineError("Predict"));
-  auto served = registry_->Find(request->model(), request->version());
-  if (!served.ok()) return finish(served.status());
+  if (calls_.draining()) return CallTracker::DrainingError();
+  if (DeadlinePassed(context)) return DeadlineError("Predict");
+  auto served = registry_->Find(request.model(), request.version());
+  if (!served.ok()) return served.status();
   const engine::ModelInfo& info = (*served)->model->info();
   InputExpectation expected{.features = info.input_size,
                             .max_batch_rows = options_.max_batch_rows,
                             .description = (*served)->input_description};
-  auto input = DecodeInput(request->input(), expected);
-  if (!input.ok()) return finish(input.status());
+  auto input = DecodeInput(request.input(), expected);
+  if (!input.ok()) return input.status();
   const int64_t rows = input->rows();
   const int64_t output_bytes = rows * info.output_size * 4;
   if (output_bytes > options_.max_message_bytes) {
-    return finish(absl::ResourceExhaustedError(absl::StrCat(
+    return absl::ResourceExhaustedError(absl::StrCat(
         "the response for ", rows, " rows of ", info.output_size,
         " outputs would be ", output_bytes,
         " bytes, over the server's message limit of ",
-        options_.max_message_bytes, " bytes (--max-message-bytes)")));
+        options_.max_message_bytes, " bytes (--max-message-bytes)"));
   }
 
   // Delegate: the scheduler runs the forward pass straight into the
@@ -163,7 +174,7 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
   // The input's storage moves with it (a vector's buffer stays put), so
   // `values` stays valid while `done` owns the DecodedInput.
   std::shared_ptr<ModelQueue> queue = (*served)->queue;
-  absl::Status submitted = scheduler_->Submit(
+  return scheduler_->Submit(
       queue, InferenceCall{
                  .input = values,
                  .rows = rows,
@@ -175,14 +186,15 @@ grpc::ServerUnaryReactor* InferenceService::Predict(
                       served = *std::move(served),
                       input = *std::move(input)](absl::Status status) {
                        if (status.ok()) {
-                         FillPredictMetadata(*served, output, rows, response);
+                         status = StatusOfCall("answering Predict", [&] {
+                           FillPredictMetadata(*served, output, rows, response);
+                           return absl::OkStatus();
+                         });
                        }
                        Finish(reactor, metrics, Method::kPredict, start,
                               status);
                      },
              });
-  if (!submitted.ok()) return finish(submitted);
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfo(
@@ -201,8 +213,11 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfo(
              !served.ok()) {
     status = served.status();
   } else {
-    FillModelInfo((*served)->model->info(),
-                  registry_->AvailableVersions(request->model()), response);
+    status = StatusOfCall("answering ModelInfo", [&] {
+      FillModelInfo((*served)->model->info(),
+                    registry_->AvailableVersions(request->model()), response);
+      return absl::OkStatus();
+    });
   }
   Finish(reactor, metrics, Method::kModelInfo, start, status);
   return reactor;
@@ -220,7 +235,10 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(
   } else if (DeadlinePassed(context)) {
     status = DeadlineError("ListModels");
   } else {
-    *response = registry_->ListModels();
+    status = StatusOfCall("answering ListModels", [&] {
+      *response = registry_->ListModels();
+      return absl::OkStatus();
+    });
   }
   Finish(reactor, metrics_->ForAllModels(), Method::kListModels, start, status);
   return reactor;

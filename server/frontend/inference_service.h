@@ -11,6 +11,11 @@
 //
 // Draining: see CallTracker (call_tracker.h); BeginDrain/WaitForIdle below.
 //
+// No exception escapes a handler: each body runs under StatusOfCall
+// (common/exceptions.h), so an allocation failure while decoding or
+// answering is RESOURCE_EXHAUSTED (anything else INTERNAL) for that call
+// alone, and the call is still finished and counted out of the tracker.
+//
 // Thread-safe; handlers run concurrently on gRPC's callback threads. The
 // referenced ModelRegistry, Scheduler and ServerMetrics must outlive the
 // grpc::Server this service is registered with.
@@ -64,6 +69,15 @@ class InferenceService final : public v1::Inference::CallbackService {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+  // Predict's body: decodes and validates the request and hands it to the
+  // scheduler (OK: its `done` finishes the call), or returns why not.
+  absl::Status StartPredict(grpc::CallbackServerContext* context,
+                            const v1::PredictRequest& request,
+                            v1::PredictResponse* response,
+                            grpc::ServerUnaryReactor* reactor,
+                            RequestMetrics* metrics, Clock::time_point start);
+
   const ModelRegistry* const registry_;
   Scheduler* const scheduler_;
   ServerMetrics* const metrics_;

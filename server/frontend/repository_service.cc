@@ -7,8 +7,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "engine/model_spec.h"
+#include "common/exceptions.h"
 #include "common/str_util.h"
+#include "engine/model_spec.h"
 #include "server/frontend/status.h"
 
 namespace nnserve::server {
@@ -103,17 +104,21 @@ grpc::ServerUnaryReactor* ModelRepositoryService::Start(
         std::string, absl::AnyInvocable<void(absl::Status) &&>)) {
   auto* reactor = new CallReactor(this, method, model);
   const ModelControlMode mode = lifecycle_->mode();
-  absl::Status admitted =
-      Admit(*context, calls_.draining(), mode, MethodName(method), model);
-  if (!admitted.ok()) {
-    reactor->Complete(admitted, /*model_in_repository=*/false);
-    return reactor;
-  }
-  (lifecycle_->*operation)(
-      std::move(model), [reactor, response_model, mode](absl::Status status) {
-        if (status.ok()) *response_model = reactor->model();
-        reactor->Complete(status, ShowsModelInRepository(status, mode));
+  // OK once the lifecycle has the request (its callback finishes the
+  // call); otherwise the call is finished here, also when something threw.
+  const absl::Status refused = StatusOfCall(
+      absl::StrCat("handling ", Sv(MethodName(method))), [&]() -> absl::Status {
+        absl::Status admitted =
+            Admit(*context, calls_.draining(), mode, MethodName(method), model);
+        if (!admitted.ok()) return admitted;
+        (lifecycle_->*operation)(std::move(model), [reactor, response_model,
+                                                    mode](absl::Status status) {
+          if (status.ok()) *response_model = reactor->model();
+          reactor->Complete(status, ShowsModelInRepository(status, mode));
+        });
+        return absl::OkStatus();
       });
+  if (!refused.ok()) reactor->Complete(refused, /*model_in_repository=*/false);
   return reactor;
 }
 

@@ -43,5 +43,21 @@ TEST(StatusFromExceptionTest, UnknownExceptionsAreInternal) {
   EXPECT_THAT(status.message(), HasSubstr("handling Predict failed"));
 }
 
+TEST(StatusOfCallTest, ReturnsTheStatusOfTheCallOrOfWhatItThrows) {
+  EXPECT_TRUE(StatusOfCall("x", [] { return absl::OkStatus(); }).ok());
+  EXPECT_EQ(StatusOfCall("x", [] { return absl::NotFoundError("gone"); }),
+            absl::NotFoundError("gone"));
+  EXPECT_EQ(StatusOfCall("handling Predict",
+                         []() -> absl::Status { throw std::bad_alloc(); })
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(StatusOfCall(
+                "handling Predict",
+                []() -> absl::Status { throw std::out_of_range("index 7"); }),
+            absl::InternalError("handling Predict failed: index 7"));
+  EXPECT_EQ(StatusOfCall("x", []() -> absl::Status { throw 42; }).code(),
+            absl::StatusCode::kInternal);
+}
+
 }  // namespace
 }  // namespace nnserve

@@ -1,0 +1,116 @@
+// Exceptions inside InferenceService's handlers (server/frontend/
+// inference_service.h): an allocation that fails while a Predict is being
+// decoded or answered is that call's RESOURCE_EXHAUSTED, the call is
+// finished and counted out of the drain tracker, and the server serves on.
+// Without the handler's boundary the exception escapes into gRPC, which
+// answers UNKNOWN/UNIMPLEMENTED (or ends the process), and the in-flight
+// count never returns to zero, so every later shutdown waits its timeout.
+//
+// Memory runs out for real: this test binary replaces the global operator
+// new with one that throws std::bad_alloc for requests of at least
+// `g_fail_at_least` bytes (off by default). The model answers one input
+// with 262 144 outputs, so the response tensor the handler allocates for a
+// one-row call (1 MiB) is the only allocation that large while the test
+// arms the limit.
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "server/frontend/inference_service.h"
+#include "server/lifecycle/model_lifecycle.h"
+#include "server/lifecycle/model_registry.h"
+#include "server/scheduling/scheduler.h"
+#include "tests/server/frontend/service_test_util.h"
+#include "tests/util/model_builder.h"
+
+namespace {
+std::atomic<size_t> g_fail_at_least{~size_t{0}};
+}  // namespace
+
+void* operator new(size_t size) {
+  if (size >= g_fail_at_least.load(std::memory_order_relaxed)) {
+    throw std::bad_alloc();
+  }
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace nnserve::server {
+namespace {
+
+using nnserve::testing::BuildRandomModel;
+using nnserve::testing::RandomModel;
+using nnserve::testing::ScopedTempDir;
+using ::testing::HasSubstr;
+
+constexpr int64_t kOutputs = 262144;
+
+TEST(HandlerExceptionsTest, AllocationFailureInPredictIsThatCallsError) {
+  ScopedTempDir repo("handler_exceptions_test");
+  RandomModel model = BuildRandomModel(
+      "wide_out", 1, {{kOutputs, engine::Activation::kIdentity}},
+      engine::WeightLayout::kOutIn, 5);
+  nnserve::testing::WriteModelDir(repo.path(), model, 1,
+                                  nnserve::testing::FileFormat::kSafetensors,
+                                  formats::DType::kF32);
+  ServerMetrics metrics("test");
+  Scheduler scheduler({.threads = 1});
+  ModelRegistry registry(&metrics);
+  ModelLifecycle lifecycle(ModelLifecycle::Options{.repository = repo.path()},
+                           &registry, &scheduler, &metrics);
+  ASSERT_TRUE(lifecycle.Start().ok());
+  InferenceService service(&registry, &scheduler, &metrics, {});
+  std::unique_ptr<grpc::Server> server;
+  std::shared_ptr<grpc::Channel> channel;
+  ASSERT_NO_FATAL_FAILURE(
+      nnserve::testing::StartLoopbackServer(&service, &server, &channel));
+  std::unique_ptr<v1::Inference::Stub> stub = v1::Inference::NewStub(channel);
+
+  v1::PredictRequest request;
+  request.set_model("wide_out");
+  nnserve::testing::FillRandomInput(request.mutable_input(), 1, 1,
+                                    /*raw=*/true, 3);
+  const auto predict = [&](v1::PredictResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(30));
+    return stub->Predict(&context, request, response);
+  };
+
+  g_fail_at_least = 512 * 1024;
+  v1::PredictResponse refused;
+  const grpc::Status status = predict(&refused);
+  g_fail_at_least = ~size_t{0};
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("out of memory while handling Predict"));
+  EXPECT_EQ(nnserve::testing::RequestCount(metrics, "wide_out", "Predict",
+                                           "RESOURCE_EXHAUSTED"),
+            1);
+  // The refused call was counted out: nothing is in flight.
+  EXPECT_TRUE(service.WaitForIdle(std::chrono::system_clock::now() +
+                                  std::chrono::seconds(5)));
+
+  // The server serves on.
+  v1::PredictResponse answered;
+  const grpc::Status ok = predict(&answered);
+  ASSERT_TRUE(ok.ok()) << ok.error_message();
+  EXPECT_EQ(nnserve::testing::TensorFloats(answered.output()).size(),
+            static_cast<size_t>(kOutputs));
+
+  server->Shutdown();
+  lifecycle.Stop();
+  scheduler.Shutdown();
+}
+
+}  // namespace
+}  // namespace nnserve::server
