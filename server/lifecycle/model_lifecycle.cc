@@ -30,7 +30,6 @@
 
 namespace nnserve::server {
 
-
 std::string_view ModelControlModeName(ModelControlMode mode) {
   switch (mode) {
     case ModelControlMode::kNone:
@@ -323,7 +322,12 @@ void ModelLifecycle::Impl::LoaderLoop() {
       busy_.erase(task.model);
       work_.SignalAll();
     }
-    if (task.done) std::move(task.done)(std::move(status));
+    // Answered to an RPC caller: repository-relative paths only.
+    if (task.done) {
+      std::move(task.done)(absl::Status(
+          status.code(),
+          RelativeToRepository(status.message(), options_.repository)));
+    }
   }
 }
 

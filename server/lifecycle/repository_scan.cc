@@ -8,9 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "common/str_util.h"
 #include "engine/model_spec.h"
 #include "engine/repository.h"
-#include "common/str_util.h"
 #include "server/observability/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -208,6 +209,16 @@ ScannedModel RepositoryScanner::Scan(const std::string& name) {
     model.selected.push_back(std::move(scanned));
   }
   return model;
+}
+
+std::string RelativeToRepository(absl::string_view message,
+                                 const fs::path& repository) {
+  std::string root = repository.lexically_normal().string();
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (root.empty() || root == "/" || root == ".") return std::string(message);
+  // Inside paths first, then the bare repository path.
+  return absl::StrReplaceAll(
+      message, {{absl::StrCat(root, "/"), ""}, {root, "<repository>"}});
 }
 
 }  // namespace nnserve::server

@@ -31,6 +31,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "nnserve/v1/model_config.pb.h"
 
@@ -101,6 +102,14 @@ class RepositoryScanner {
   absl::Mutex mutex_;
   std::set<std::string> logged_ ABSL_GUARDED_BY(mutex_);
 };
+
+// `message` as callers may see it: every path inside `repository` is made
+// relative to it ("/srv/models/digits/1/model.safetensors: ..." becomes
+// "digits/1/model.safetensors: ...") and the repository itself is called
+// "<repository>", so errors sent over the API never reveal where the
+// server keeps its files. Logs keep the full paths.
+std::string RelativeToRepository(absl::string_view message,
+                                 const std::filesystem::path& repository);
 
 }  // namespace nnserve::server
 

@@ -37,11 +37,13 @@ absl::Status VersionSync::Sync(const ScannedModel& scan, ModelSyncState& state,
   const std::string& name = scan.name;
   if (!scan.status.ok()) {
     // Nothing of this model can load; what serves keeps serving.
-    const std::string error(scan.status.message());
+    // Listed to callers (ListModels): repository-relative paths only.
+    const std::string error =
+        RelativeToRepository(scan.status.message(), scan.dir.parent_path());
     if (state.model_error != error) {
       // Quoted: an invalid directory name may hold anything.
       spdlog::error("event=model_load_failed model={} version=0 error={}",
-                    LogQuote(name), LogQuote(error));
+                    LogQuote(name), LogQuote(scan.status.message()));
       registry_->SetModelError(name, error);
       state.model_error = error;
     }
@@ -83,7 +85,8 @@ absl::Status VersionSync::Sync(const ScannedModel& scan, ModelSyncState& state,
         LoadOne(scan, version->version);
     if (!served.ok()) {
       registry_->SetFailed(name, version->version,
-                           std::string(served.status().message()));
+                           RelativeToRepository(served.status().message(),
+                                                scan.dir.parent_path()));
       state.failed[version->version] = version->fingerprint;
       first_error.Update(served.status());
       continue;

@@ -118,6 +118,9 @@ TEST_F(LifecycleTest, NoneModeWithAllowedFailuresServesTheRest) {
   const v1::ModelVersionStatus failed = Listed("beta", 2);
   EXPECT_EQ(failed.state(), v1::ModelVersionStatus::FAILED);
   EXPECT_THAT(failed.error(), HasSubstr("beta/2/model.safetensors"));
+  // Listed to callers: paths relative to the repository, never where the
+  // server keeps it.
+  EXPECT_THAT(failed.error(), ::testing::Not(HasSubstr(repo_.path().string())));
   EXPECT_EQ(Loaded("beta", 2), 0);
   EXPECT_EQ(Listed("empty", 0).state(), v1::ModelVersionStatus::FAILED);
   EXPECT_THAT(Listed("empty", 0).error(), HasSubstr("config.pbtxt: not found"));
@@ -178,6 +181,9 @@ TEST_F(LifecycleTest, ExplicitModeLoadsAndUnloadsOnRequest) {
   absl::Status ghost = Call(*lifecycle, &ModelLifecycle::LoadModel, "ghost");
   EXPECT_EQ(ghost.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(ghost.message(), HasSubstr("model 'ghost' not found"));
+  EXPECT_THAT(ghost.message(), HasSubstr("'<repository>'"));
+  EXPECT_THAT(ghost.message(),
+              ::testing::Not(HasSubstr(repo_.path().string())));
 
   // A version that fails validation: its message, listed FAILED; asked
   // again, it is tried again even though nothing changed.
@@ -186,6 +192,7 @@ TEST_F(LifecycleTest, ExplicitModeLoadsAndUnloadsOnRequest) {
               ::testing::AnyOf(absl::StatusCode::kInvalidArgument,
                                absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(bad.message(), HasSubstr("gamma/1/model.safetensors"));
+  EXPECT_THAT(bad.message(), ::testing::Not(HasSubstr(repo_.path().string())));
   EXPECT_EQ(Listed("gamma", 1).state(), v1::ModelVersionStatus::FAILED);
   EXPECT_EQ(Listed("gamma", 1).error(), bad.message());
   EXPECT_FALSE(Call(*lifecycle, &ModelLifecycle::LoadModel, "gamma").ok());

@@ -276,5 +276,21 @@ TEST(RepositoryScannerTest, FingerprintsChangeWhenFilesChange) {
   EXPECT_NE(config.second, extra.second);
 }
 
+TEST(RelativeToRepositoryTest, PathsBecomeRelativeAndTheRootIsNamed) {
+  EXPECT_EQ(RelativeToRepository("/srv/models/digits/1/model.safetensors: "
+                                 "tensor 'fc0.weight' is truncated",
+                                 "/srv/models"),
+            "digits/1/model.safetensors: tensor 'fc0.weight' is truncated");
+  EXPECT_EQ(RelativeToRepository("the model repository '/srv/models' has no "
+                                 "directory 'x'; see /srv/models/x",
+                                 "/srv/models/"),
+            "the model repository '<repository>' has no directory 'x'; see x");
+  // Other paths, and messages without any, stay as they are.
+  EXPECT_EQ(RelativeToRepository("/etc/passwd: no", "/srv/models"),
+            "/etc/passwd: no");
+  EXPECT_EQ(RelativeToRepository("fine", "/srv/models"), "fine");
+  EXPECT_EQ(RelativeToRepository("/a/b", ""), "/a/b");
+}
+
 }  // namespace
 }  // namespace nnserve::server
