@@ -140,7 +140,7 @@ absl::StatusOr<ScannedModel> RepositoryScanner::ScanModel(
       !SkipReason(name).empty() ||
       !fs::is_directory(repository_ / std::string(name), ec)) {
     return absl::NotFoundError(
-        absl::StrCat("model '", Sv(name), "' not found: the model repository '",
+        absl::StrCat("model '", Clip(name), "' not found: the model repository '",
                      repository_.string(), "' has no directory of that name"));
   }
   return Scan(std::string(name));

@@ -126,9 +126,21 @@ class KustomizeTest(unittest.TestCase):
                          "replicas in the Deployment fights the HPA")
 
     def test_graceful_shutdown_window(self):
+        # Kubernetes sends SIGKILL after the grace period: it must cover the
+        # drain (endpoints and balancers move away while calls are served)
+        # and the time accepted calls get to finish.
         env = {e["name"]: e.get("value") for e in self.container["env"]}
+        drain = int(env["NNSERVE_DRAIN_SECONDS"])
+        self.assertGreater(drain, 0, "no time for endpoints to move away")
         self.assertGreater(self.pod["spec"]["terminationGracePeriodSeconds"],
-                           int(env["NNSERVE_SHUTDOWN_TIMEOUT"]))
+                           drain + int(env["NNSERVE_SHUTDOWN_TIMEOUT"]))
+
+    def test_memory_quota_fits_the_memory_limit(self):
+        env = {e["name"]: e.get("value") for e in self.container["env"]}
+        limit = self.container["resources"]["limits"]["memory"]
+        units = {"Mi": 1 << 20, "Gi": 1 << 30}
+        limit_bytes = int(limit[:-2]) * units[limit[-2:]]
+        self.assertLess(int(env["NNSERVE_MAX_MEMORY_BYTES"]), limit_bytes)
 
 
 if __name__ == "__main__":
