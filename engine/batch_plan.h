@@ -93,11 +93,14 @@ struct MemorySet {
   std::vector<int32_t> zero_point_values;
 };
 
-// Receives an f32 copy of every layer's output (after its activation) during
-// Run: the load-time deviation probe compares these across precisions.
+// Receives an f32 copy of layers' outputs (after the activation) during Run:
+// the load-time deviation probe compares these across precisions, and
+// Model::ForwardWithLayers hands them to callers. Not owned: the storage is
+// the caller's.
 struct LayerCapture {
-  std::vector<std::vector<float>> outputs;  // [layer][total_rows * units]
-  int64_t first_row = 0;                    // Row of the current chunk.
+  // [layer] -> total_rows * units floats; an empty span skips that layer.
+  std::vector<std::span<float>> outputs;
+  int64_t first_row = 0;  // Row of the current chunk.
 };
 
 class BatchPlan {

@@ -29,9 +29,11 @@ absl::Status ExecuteError(dnnl_status_t status, std::string_view what,
                    "' failed: ", dnnl_status2str(status)));
 }
 
-// Copies a layer's output into the capture as f32.
+// Copies a layer's output into the capture as f32 (nothing when `into` is
+// empty: that layer was not asked for).
 void CaptureOutput(const void* data, const dnnl::memory::desc& md,
-                   int64_t first_row, std::vector<float>& into) {
+                   int64_t first_row, std::span<float> into) {
+  if (into.empty()) return;
   const dnnl::memory::dims dims = md.dims();
   const size_t count = static_cast<size_t>(dims[0] * dims[1]);
   float* to = into.data() + first_row * dims[1];

@@ -223,16 +223,18 @@ class Model::Impl {
   }
 
   // Every layer's output for `probe` (f32), the model's output included.
-  absl::StatusOr<LayerCapture> Capture(const ProbeBatch& probe,
-                                       const std::vector<LayerSpec>& specs) {
+  absl::StatusOr<std::vector<std::vector<float>>> Capture(
+      const ProbeBatch& probe, const std::vector<LayerSpec>& specs) {
+    std::vector<std::vector<float>> outputs;
     LayerCapture capture;
     for (const LayerSpec& ls : specs) {
-      capture.outputs.emplace_back(static_cast<size_t>(probe.rows * ls.units));
+      outputs.emplace_back(static_cast<size_t>(probe.rows * ls.units));
+      capture.outputs.push_back(outputs.back());
     }
     absl::Status status = Run(probe.values.data(), probe.rows,
-                              capture.outputs.back().data(), {}, &capture);
+                              outputs.back().data(), {}, &capture);
     if (!status.ok()) return status;
-    return capture;
+    return outputs;
   }
 
   // Runs spec.probe through an FP32 plan of the same weights (`fp32_specs`,
@@ -251,16 +253,18 @@ absl::Status Model::Impl::Probe(const ModelSpec& spec, int64_t version,
       Build(fp32_specs, Precision::kFp32, threads, {NextChunkRows(probe.rows)});
   fp32->info.input_size = info.input_size;
   fp32->info.output_size = info.output_size;
-  absl::StatusOr<LayerCapture> expected = fp32->Capture(probe, spec.layers);
+  absl::StatusOr<std::vector<std::vector<float>>> expected =
+      fp32->Capture(probe, spec.layers);
   if (!expected.ok()) return expected.status();
   fp32.reset();
-  absl::StatusOr<LayerCapture> actual = Capture(probe, spec.layers);
+  absl::StatusOr<std::vector<std::vector<float>>> actual =
+      Capture(probe, spec.layers);
   if (!actual.ok()) return actual.status();
   report.probe_source = probe.source;
   report.probe_rows = probe.rows;
   for (size_t i = 0; i < report.layers.size(); ++i) {
     LayerPrecision& layer = report.layers[i];
-    MeasureDeviation(actual->outputs[i], expected->outputs[i], layer);
+    MeasureDeviation((*actual)[i], (*expected)[i], layer);
     const float limit = spec.max_precision_deviation;
     if (limit > 0 && !(layer.relative_l2_deviation <= limit)) {
       return absl::FailedPreconditionError(absl::StrFormat(
@@ -390,6 +394,13 @@ const ModelInfo& Model::info() const { return impl_->info; }
 absl::Status Model::Forward(std::span<const float> input, int64_t rows,
                             std::span<float> output,
                             std::span<double> layer_seconds) const {
+  return ForwardWithLayers(input, rows, output, {}, layer_seconds);
+}
+
+absl::Status Model::ForwardWithLayers(std::span<const float> input,
+                                      int64_t rows, std::span<float> output,
+                                      std::span<const LayerOutput> layers,
+                                      std::span<double> layer_seconds) const {
   const int64_t in = impl_->info.input_size;
   const int64_t out = impl_->info.output_size;
   if (rows < 1) {
@@ -412,10 +423,35 @@ absl::Status Model::Forward(std::span<const float> input, int64_t rows,
         absl::StrCat("layer_seconds has ", layer_seconds.size(),
                      " entries, expected 0 or ", num_layers()));
   }
+  LayerCapture capture;
+  if (!layers.empty()) {
+    capture.outputs.resize(num_layers());
+    for (const LayerOutput& wanted : layers) {
+      if (wanted.layer >= num_layers()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer output for layer index ", wanted.layer,
+                         ", expected an index below ", num_layers()));
+      }
+      const int64_t units = impl_->info.layers[wanted.layer].output_size;
+      if (static_cast<int64_t>(wanted.values.size()) != rows * units) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "layer output for layer '", impl_->info.layers[wanted.layer].name,
+            "' has room for ", wanted.values.size(),
+            " values, expected rows * units = ", rows, " * ", units, " = ",
+            rows * units));
+      }
+      if (!capture.outputs[wanted.layer].empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer '", impl_->info.layers[wanted.layer].name,
+                         "' is asked for twice, expected at most once"));
+      }
+      capture.outputs[wanted.layer] = wanted.values;
+    }
+  }
   for (double& s : layer_seconds) s = 0;
   try {
     return impl_->Run(input.data(), rows, output.data(), layer_seconds,
-                      nullptr);
+                      layers.empty() ? nullptr : &capture);
   } catch (const dnnl::error& e) {
     return StatusFromDnnlError(
         e, absl::StrCat("oneDNN forward of model '", impl_->info.name,

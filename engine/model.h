@@ -89,6 +89,12 @@ struct ModelInfo {
   PrecisionReport precision;
 };
 
+// Where ForwardWithLayers writes one layer's output: [rows, units] floats.
+struct LayerOutput {
+  size_t layer = 0;  // Index into ModelInfo::layers.
+  std::span<float> values;
+};
+
 class Model {
  public:
   // Builds the oneDNN execution plan for `spec` and runs a one-row warm-up
@@ -131,6 +137,18 @@ class Model {
   absl::Status Forward(std::span<const float> input, int64_t rows,
                        std::span<float> output,
                        std::span<double> layer_seconds = {}) const;
+
+  // Forward that also copies the outputs of the layers in `layers` (after
+  // each layer's activation, as float32, exactly the values the pass feeds
+  // to the next layer or writes to `output`) into the caller's spans: each
+  // LayerOutput names a layer index below num_layers() (each at most once)
+  // and has room for rows x that layer's units. InvalidArgument otherwise.
+  // Hidden-layer outputs cost a stream synchronisation per layer; `layers`
+  // empty is exactly Forward.
+  absl::Status ForwardWithLayers(std::span<const float> input, int64_t rows,
+                                 std::span<float> output,
+                                 std::span<const LayerOutput> layers,
+                                 std::span<double> layer_seconds = {}) const;
 
  private:
   class Impl;

@@ -40,8 +40,11 @@ double SecondsBetween(SteadyClock::time_point from,
 }
 
 int64_t TensorBytes(const InferenceCall& call) {
-  return static_cast<int64_t>(call.input.size_bytes() +
-                              call.output.size_bytes());
+  size_t bytes = call.input.size_bytes() + call.output.size_bytes();
+  for (const engine::LayerOutput& layer : call.layers) {
+    bytes += layer.values.size_bytes();
+  }
+  return static_cast<int64_t>(bytes);
 }
 
 // Runs `body`. An exception escaping it is logged (with `where` and
@@ -278,12 +281,17 @@ void Scheduler::TakeBatch(ModelQueue* queue, Batch* batch) {
   int64_t rows = 0;
   while (!queue->pending_.empty()) {
     const int64_t next = queue->pending_.front().call.rows;
-    if (!batch->empty() && (!o.merge || rows + next > o.max_batch_rows)) break;
+    // A call that asks for layer outputs runs alone.
+    const bool alone = !queue->pending_.front().call.layers.empty();
+    if (!batch->empty() &&
+        (!o.merge || alone || rows + next > o.max_batch_rows)) {
+      break;
+    }
     queued_bytes_ -= queue->pending_.front().bytes;
     batch->push_back(std::move(queue->pending_.front()));
     queue->pending_.pop_front();
     rows += next;
-    if (!o.merge || rows >= o.max_batch_rows) break;
+    if (!o.merge || alone || rows >= o.max_batch_rows) break;
   }
   const auto taken = static_cast<int64_t>(batch->size());
   queue->pending_rows_ -= rows;
@@ -422,7 +430,14 @@ void Scheduler::RunCallsOrThrow(ModelQueue& queue,
   }
 
   const SteadyClock::time_point start = SteadyClock::now();
-  const absl::Status status = model.Forward(input, rows, output, layer_seconds);
+  // Only a batch of one call can carry layer outputs (TakeBatch), so
+  // `layers` is empty for merged batches.
+  const absl::Status status = model.ForwardWithLayers(
+      input, rows, output,
+      live.size() == 1
+          ? std::span<const engine::LayerOutput>(live.front()->layers)
+          : std::span<const engine::LayerOutput>(),
+      layer_seconds);
   const double seconds = SecondsBetween(start, SteadyClock::now());
   if (status.ok()) {
     if (queue.metrics_ != nullptr) {

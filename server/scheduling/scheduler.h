@@ -20,7 +20,8 @@
 //   the list. So a busy model never holds a worker for more than one batch
 //   while another model waits. A worker never sleeps on behalf of one
 //   model: queue delays are timers that idle workers wait on together.
-//   With merging off (`merge` false) every batch is one call.
+//   With merging off (`merge` false) every batch is one call, and so is
+//   every batch of a call that asks for layer outputs (`layers`).
 //
 // Every batch — one call or many, inline or on a worker — goes through one
 // function that skips calls cancelled or past their deadline while queued,
@@ -95,6 +96,11 @@ struct InferenceCall {
   int64_t rows = 0;
   // [rows, output_size], written before done(OkStatus()). Not owned.
   std::span<float> output;
+  // Layers whose outputs the call also wants (e.g. hidden layers, see
+  // engine::Model::ForwardWithLayers), written before done(OkStatus()); the
+  // spans are not owned. A call with layers is never merged with others: it
+  // runs as a batch of its own (its rows still count as one batch).
+  std::vector<engine::LayerOutput> layers;
   std::chrono::system_clock::time_point deadline =
       std::chrono::system_clock::time_point::max();
   // True once the caller has given up (may be empty: never cancelled).
