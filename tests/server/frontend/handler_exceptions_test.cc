@@ -40,8 +40,17 @@ void* operator new(size_t size) {
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
   throw std::bad_alloc();
 }
+// The nothrow forms too: gRPC allocates with new(std::nothrow) and frees
+// with the delete above, which must get a block from malloc
+// (AddressSanitizer reported alloc-dealloc-mismatch while only the
+// throwing form was replaced).
+void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  if (size >= g_fail_at_least.load(std::memory_order_relaxed)) return nullptr;
+  return std::malloc(size == 0 ? 1 : size);
+}
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace nnserve::server {
 namespace {
