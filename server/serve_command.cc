@@ -26,6 +26,7 @@
 #include "grpcpp/resource_quota.h"
 #include "prometheus/exposer.h"
 #include "server/frontend/inference_service.h"
+#include "server/frontend/oip_service.h"
 #include "server/frontend/repository_service.h"
 #include "server/lifecycle/message_limit.h"
 #include "server/lifecycle/model_lifecycle.h"
@@ -284,6 +285,12 @@ absl::Status RunServe(const ServeOptions& options) {
       ServiceOptions{.max_batch_rows = options.max_batch_rows,
                      .max_message_bytes = message_limit});
   ModelRepositoryService repository_service(&lifecycle, &metrics);
+  // The Open Inference Protocol (KServe V2) on the same port and path.
+  OipInferenceService oip_service(
+      &registry, &scheduler, &metrics,
+      ServiceOptions{.max_batch_rows = options.max_batch_rows,
+                     .max_message_bytes = message_limit},
+      options.build_version);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -292,6 +299,7 @@ absl::Status RunServe(const ServeOptions& options) {
   builder.AddListeningPort(options.grpc_address, *credentials, &grpc_port);
   builder.RegisterService(&service);
   builder.RegisterService(&repository_service);
+  builder.RegisterService(&oip_service);
   const int grpc_message_limit =
       static_cast<int>(std::clamp<int64_t>(message_limit, 1, INT_MAX));
   builder.SetMaxReceiveMessageSize(grpc_message_limit);
@@ -336,6 +344,7 @@ absl::Status RunServe(const ServeOptions& options) {
     served = true;
     health->SetServingStatus("", true);
     health->SetServingStatus(kServiceName, true);
+    oip_service.SetReady(true);
     spdlog::info(
         "event=serving grpc_port={} metrics_port={} "
         "load_duration_seconds={:.3f}",
@@ -360,6 +369,7 @@ absl::Status RunServe(const ServeOptions& options) {
   // with UNAVAILABLE (which clients retry elsewhere), and the calls already
   // accepted finish, up to --shutdown-timeout.
   health->SetServingStatus(false);
+  oip_service.SetReady(false);
   spdlog::info(
       "event=drain_started drain_seconds={} shutdown_timeout_seconds={} "
       "health=NOT_SERVING",
@@ -376,8 +386,10 @@ absl::Status RunServe(const ServeOptions& options) {
           std::chrono::duration<double>(options.shutdown_timeout_seconds));
   service.BeginDrain();
   repository_service.BeginDrain();
-  const bool drained =
-      service.WaitForIdle(deadline) && repository_service.WaitForIdle(deadline);
+  oip_service.BeginDrain();
+  const bool drained = service.WaitForIdle(deadline) &&
+                       repository_service.WaitForIdle(deadline) &&
+                       oip_service.WaitForIdle(deadline);
   if (!drained) {
     spdlog::warn(
         "event=shutdown_timeout action=close_connections timeout_seconds={}",

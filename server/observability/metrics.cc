@@ -20,6 +20,8 @@ std::string_view MethodName(Method method) {
       return "LoadModel";
     case Method::kUnloadModel:
       return "UnloadModel";
+    case Method::kModelInfer:
+      return "ModelInfer";
   }
   return "Unknown";
 }
@@ -152,7 +154,8 @@ ServerMetrics::ServerMetrics(std::string_view build_version)
 }
 
 RequestMetrics* ServerMetrics::ForModel(std::string_view model) {
-  return CreateRequestMetrics(model, {Method::kPredict, Method::kModelInfo});
+  return CreateRequestMetrics(
+      model, {Method::kPredict, Method::kModelInfo, Method::kModelInfer});
 }
 
 RequestMetrics* ServerMetrics::CreateRequestMetrics(

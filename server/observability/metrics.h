@@ -64,9 +64,11 @@ enum class Method {
   kListModels = 2,
   kLoadModel = 3,
   kUnloadModel = 4,
+  kModelInfer = 5,  // inference.GRPCInferenceService (Open Inference Protocol)
 };
-inline constexpr int kNumMethods = 5;
-// "Predict", "ModelInfo", "ListModels", "LoadModel", "UnloadModel".
+inline constexpr int kNumMethods = 6;
+// "Predict", "ModelInfo", "ListModels", "LoadModel", "UnloadModel",
+// "ModelInfer".
 std::string_view MethodName(Method method);
 
 // Latency buckets: 1 µs × 2^k for k = 0..23 (1 µs … ≈ 8.4 s).

@@ -100,7 +100,7 @@ struct InferenceCall {
   // engine::Model::ForwardWithLayers), written before done(OkStatus()); the
   // spans are not owned. A call with layers is never merged with others: it
   // runs as a batch of its own (its rows still count as one batch).
-  std::vector<engine::LayerOutput> layers;
+  std::vector<engine::LayerOutput> layers = {};
   std::chrono::system_clock::time_point deadline =
       std::chrono::system_clock::time_point::max();
   // True once the caller has given up (may be empty: never cancelled).
