@@ -9,8 +9,8 @@
 // Usage: protocol_bench --address 127.0.0.1:PORT --model digits
 //          --features 64 [--rows 1] [--concurrency 1,32] [--seconds 2]
 //          [--rounds 3]
-// Single-threaded driver; each caller is one thread doing blocking calls
-// on one shared channel.
+// A program, not a library: each caller is one thread doing blocking calls
+// on one shared channel; the results are merged after the threads join.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
