@@ -93,16 +93,20 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=66${UBSAN_OPTI
 # Python clients that the server and client labels include run the
 # instrumented binaries too. Benchmarks (bench), deploy/container and tools
 # tests are not part of this stage.
-labels='^(common|engine|formats|server|client)$'
+# "fuzz": each harness over its seed corpus once (tests/fuzz/CMakeLists.txt).
+labels='^(common|engine|formats|server|client|fuzz)$'
 # Tests that bound the server's resident memory: ASan keeps freed blocks in
 # a 256 MB quarantine (to catch use after free), which these tests would
 # count as growth, so they run in a second pass without quarantine (every
 # other check stays on). A renamed test runs in the first pass and fails
-# there, loudly.
-rss_tests='RepeatedReloadsDoNotGrowMemory|FloodOf16MiBRequestsStaysWithinTheQuota|Soak'
+# there, loudly. The 16 MiB flood's bound (start RSS + quota + 96 MiB) is
+# not run here at all: ASan's shadow memory and allocator add ~30 MiB at
+# that load (peak 329 MiB against a 317 MiB bound); the normal build runs it.
+rss_tests='RepeatedReloadsDoNotGrowMemory|Soak'
+not_here='FloodOf16MiBRequestsStaysWithinTheQuota'
 status=0
 ASAN_OPTIONS=$asan_options ctest --test-dir "$DIR" -L "$labels" \
-  -E "$rss_tests" --output-on-failure -j"$JOBS" \
+  -E "$rss_tests|$not_here" --output-on-failure -j"$JOBS" \
   >"$DIR/asan-test.log" 2>&1 || status=$?
 ASAN_OPTIONS="$asan_options:quarantine_size_mb=0" ctest --test-dir "$DIR" \
   -L "$labels" -R "$rss_tests" --output-on-failure \
@@ -118,7 +122,7 @@ summary=$(grep -E '^[0-9]+% tests passed' "$DIR/asan-test.log" |
   tr '\n' ' ' || true)
 
 if [ ${#fuzzers[@]} -gt 0 ]; then
-  scripts/fuzz.sh "$DIR" "$FUZZ_SECONDS"
+  ASAN_OPTIONS=$asan_options scripts/fuzz.sh "$DIR" "$FUZZ_SECONDS"
 fi
 end=$(date +%s)
 echo "asan: ${#tests[@]} test programs under ASan+UBSan: $summary" \
