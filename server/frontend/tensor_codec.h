@@ -12,8 +12,8 @@
 // and column, and batches over the row limit — a permanent error: retrying
 // the same request can never succeed).
 //
-// Stateless free functions; thread-safe. A DecodedInput may view the request
-// it was decoded from (values encoding), so it must not outlive it.
+// Stateless free functions; thread-safe. A DecodedInput views the request
+// it was decoded from (no copy of the input), so it must not outlive it.
 #ifndef NNSERVE_SERVER_FRONTEND_TENSOR_CODEC_H_
 #define NNSERVE_SERVER_FRONTEND_TENSOR_CODEC_H_
 
@@ -46,10 +46,7 @@ class DecodedInput {
   int64_t features() const { return features_; }
   TensorEncoding encoding() const { return encoding_; }
   // rows() * features() finite floats, row-major.
-  std::span<const float> values() const {
-    return encoding_ == TensorEncoding::kRaw ? std::span<const float>(owned_)
-                                             : view_;
-  }
+  std::span<const float> values() const { return view_; }
 
  private:
   friend absl::StatusOr<DecodedInput> DecodeInput(
@@ -58,12 +55,14 @@ class DecodedInput {
   int64_t rows_ = 0;
   int64_t features_ = 0;
   TensorEncoding encoding_ = TensorEncoding::kValues;
-  std::span<const float> view_;  // Into the request (values encoding).
-  std::vector<float> owned_;     // Copied out of `raw` (raw encoding).
+  // Into the request's values or raw bytes, or into owned_. Stays valid
+  // when the DecodedInput is moved (a vector's buffer moves with it).
+  std::span<const float> view_;
+  std::vector<float> owned_;  // Only for raw bytes that are not aligned.
 };
 
-// Validates `tensor` against `expected` and returns its rows. For the values
-// encoding the result views `tensor`'s storage (no copy).
+// Validates `tensor` against `expected` and returns its rows, viewing
+// `tensor`'s storage (no copy).
 absl::StatusOr<DecodedInput> DecodeInput(const v1::Tensor& tensor,
                                          const InputExpectation& expected);
 

@@ -61,18 +61,23 @@ TEST(DecodeInputTest, OneDimensionalShapeIsABatchOfOne) {
   EXPECT_EQ(decoded->features(), 4);
 }
 
-TEST(DecodeInputTest, RawLittleEndianFloatsAreDecoded) {
+TEST(DecodeInputTest, RawLittleEndianFloatsAreReadInPlace) {
   const std::vector<float> values = Iota(8);
-  auto decoded = DecodeInput(RawTensor({2, 4}, values), Expect(4));
+  const v1::Tensor t = RawTensor({2, 4}, values);
+  auto decoded = DecodeInput(t, Expect(4));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(decoded->encoding(), TensorEncoding::kRaw);
   EXPECT_EQ(decoded->rows(), 2);
   EXPECT_THAT(decoded->values(), ElementsAreArray(values));
+  // No copy: a raw call holds its input once.
+  EXPECT_EQ(static_cast<const void*>(decoded->values().data()),
+            static_cast<const void*>(t.raw().data()));
 }
 
 TEST(DecodeInputTest, RawSurvivesAMoveOfTheDecodedInput) {
   const std::vector<float> values = Iota(4);
-  auto decoded = DecodeInput(RawTensor({4}, values), Expect(4));
+  const v1::Tensor t = RawTensor({4}, values);
+  auto decoded = DecodeInput(t, Expect(4));
   ASSERT_TRUE(decoded.ok());
   DecodedInput moved = *std::move(decoded);
   EXPECT_THAT(moved.values(), ElementsAreArray(values));
