@@ -365,18 +365,29 @@ absl::Status RunServe(const ServeOptions& options) {
   const auto shutdown_start = std::chrono::steady_clock::now();
   // Health goes NOT_SERVING at once: the cue for Kubernetes endpoints and
   // client-side balancers to move away. Calls are still served normally
-  // for --drain-seconds while they do; then both services refuse new calls
-  // with UNAVAILABLE (which clients retry elsewhere), and the calls already
-  // accepted finish, up to --shutdown-timeout.
+  // for --drain-seconds while they do; then every service refuses new
+  // calls with UNAVAILABLE (which clients retry elsewhere), and the calls
+  // already accepted finish, up to --shutdown-timeout. Without a drain
+  // period the services refuse first, so a caller that saw NOT_SERVING is
+  // never served.
+  const auto refuse_new_calls = [&] {
+    service.BeginDrain();
+    repository_service.BeginDrain();
+    oip_service.BeginDrain();
+  };
+  const bool drain_period = served && options.drain_seconds > 0;
+  if (!drain_period) refuse_new_calls();
   health->SetServingStatus(false);
   oip_service.SetReady(false);
   spdlog::info(
       "event=drain_started drain_seconds={} shutdown_timeout_seconds={} "
       "health=NOT_SERVING",
-      options.drain_seconds, options.shutdown_timeout_seconds);
-  if (served) {
+      drain_period ? options.drain_seconds : 0.0,
+      options.shutdown_timeout_seconds);
+  if (drain_period) {
     std::this_thread::sleep_for(
         std::chrono::duration<double>(options.drain_seconds));
+    refuse_new_calls();
   }
   spdlog::info("event=shutdown_started timeout_seconds={}",
                options.shutdown_timeout_seconds);
@@ -384,9 +395,6 @@ absl::Status RunServe(const ServeOptions& options) {
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::milliseconds>(
           std::chrono::duration<double>(options.shutdown_timeout_seconds));
-  service.BeginDrain();
-  repository_service.BeginDrain();
-  oip_service.BeginDrain();
   const bool drained = service.WaitForIdle(deadline) &&
                        repository_service.WaitForIdle(deadline) &&
                        oip_service.WaitForIdle(deadline);
