@@ -13,8 +13,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "engine/batch_plan.h"
 #include "common/str_util.h"
+#include "engine/batch_plan.h"
 #include "oneapi/dnnl/dnnl_debug.h"
 
 namespace nnserve::engine {

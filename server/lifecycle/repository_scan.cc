@@ -139,9 +139,9 @@ absl::StatusOr<ScannedModel> RepositoryScanner::ScanModel(
   if (name.empty() || name.find('/') != std::string_view::npos ||
       !SkipReason(name).empty() ||
       !fs::is_directory(repository_ / std::string(name), ec)) {
-    return absl::NotFoundError(
-        absl::StrCat("model '", Clip(name), "' not found: the model repository '",
-                     repository_.string(), "' has no directory of that name"));
+    return absl::NotFoundError(absl::StrCat(
+        "model '", Clip(name), "' not found: the model repository '",
+        repository_.string(), "' has no directory of that name"));
   }
   return Scan(std::string(name));
 }

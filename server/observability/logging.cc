@@ -9,7 +9,6 @@
 
 namespace nnserve::server {
 
-
 absl::Status InitLogging(std::string_view level_name) {
   const spdlog::level::level_enum level =
       spdlog::level::from_str(std::string(level_name));

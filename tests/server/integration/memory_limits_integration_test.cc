@@ -59,8 +59,8 @@ TEST(MemoryLimitsIntegrationTest, FloodOf16MiBRequestsStaysWithinTheQuota) {
                 formats::DType::kF32);
   ServerOptions options;
   options.model_repository = repo.path();
-  options.extra_args = {"--max-memory-bytes=134217728",
-                        "--max-batch-rows=1024", "--threads=2"};
+  options.extra_args = {"--max-memory-bytes=134217728", "--max-batch-rows=1024",
+                        "--threads=2"};
   absl::StatusOr<RunningServer> server = StartServer(options);
   ASSERT_TRUE(server.ok()) << server.status();
   ServerProcess& process = *server->process;
