@@ -1,28 +1,33 @@
-// Exceptions inside InferenceService's handlers (server/frontend/
-// inference_service.h): an allocation that fails while a Predict is being
-// decoded or answered is that call's RESOURCE_EXHAUSTED, the call is
-// finished and counted out of the drain tracker, and the server serves on.
-// Without the handler's boundary the exception escapes into gRPC, which
-// answers UNKNOWN/UNIMPLEMENTED (or ends the process), and the in-flight
-// count never returns to zero, so every later shutdown waits its timeout.
+// Exceptions inside the gRPC handlers (server/frontend/inference_service.h
+// and oip_service.h): an allocation that fails while a Predict or a
+// ModelInfer is being decoded or answered is that call's
+// RESOURCE_EXHAUSTED, counted under its method, the call is finished and
+// counted out of the drain tracker, and the server serves on. Without the
+// handlers' boundary the exception escapes into gRPC, which answers
+// UNKNOWN/UNIMPLEMENTED (or ends the process), and the in-flight count
+// never returns to zero, so every later shutdown waits its timeout.
 //
 // Memory runs out for real: this test binary replaces the global operator
 // new with one that throws std::bad_alloc for requests of at least
 // `g_fail_at_least` bytes (off by default). The model answers one input
-// with 262 144 outputs, so the response tensor the handler allocates for a
-// one-row call (1 MiB) is the only allocation that large while the test
-// arms the limit.
+// with 262 144 outputs, so the output buffer a handler allocates for a
+// one-row call (1 MiB) is the only allocation that large while a test arms
+// the limit.
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/frontend/inference_service.h"
+#include "server/frontend/oip_service.h"
 #include "server/lifecycle/model_lifecycle.h"
 #include "server/lifecycle/model_registry.h"
 #include "server/scheduling/scheduler.h"
@@ -33,6 +38,10 @@ namespace {
 std::atomic<size_t> g_fail_at_least{~size_t{0}};
 }  // namespace
 
+// GCC inlines these into their callers and then warns that free() meets a
+// pointer from operator new: here that pairing is exactly the point.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 void* operator new(size_t size) {
   if (size >= g_fail_at_least.load(std::memory_order_relaxed)) {
     throw std::bad_alloc();
@@ -41,7 +50,7 @@ void* operator new(size_t size) {
   throw std::bad_alloc();
 }
 // The nothrow forms too: gRPC allocates with new(std::nothrow) and frees
-// with the delete above, which must get a block from malloc
+// with the delete below, which must get a block from malloc
 // (AddressSanitizer reported alloc-dealloc-mismatch while only the
 // throwing form was replaced).
 void* operator new(size_t size, const std::nothrow_t&) noexcept {
@@ -62,63 +71,125 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kOutputs = 262144;
 
-TEST(HandlerExceptionsTest, AllocationFailureInPredictIsThatCallsError) {
-  ScopedTempDir repo("handler_exceptions_test");
-  RandomModel model = BuildRandomModel(
-      "wide_out", 1, {{kOutputs, engine::Activation::kIdentity}},
-      engine::WeightLayout::kOutIn, 5);
-  nnserve::testing::WriteModelDir(repo.path(), model, 1,
-                                  nnserve::testing::FileFormat::kSafetensors,
-                                  formats::DType::kF32);
-  ServerMetrics metrics("test");
-  Scheduler scheduler({.threads = 1});
-  ModelRegistry registry(&metrics);
-  ModelLifecycle lifecycle(ModelLifecycle::Options{.repository = repo.path()},
-                           &registry, &scheduler, &metrics);
-  ASSERT_TRUE(lifecycle.Start().ok());
-  InferenceService service(&registry, &scheduler, &metrics, {});
-  std::unique_ptr<grpc::Server> server;
-  std::shared_ptr<grpc::Channel> channel;
-  ASSERT_NO_FATAL_FAILURE(
-      nnserve::testing::StartLoopbackServer(&service, &server, &channel));
-  std::unique_ptr<v1::Inference::Stub> stub = v1::Inference::NewStub(channel);
+// The model "wide_out" (1 input, kOutputs outputs) loaded into a registry,
+// and a loopback gRPC server for the service under test.
+class HandlerExceptionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RandomModel model = BuildRandomModel(
+        "wide_out", 1, {{kOutputs, engine::Activation::kIdentity}},
+        engine::WeightLayout::kOutIn, 5);
+    nnserve::testing::WriteModelDir(repo_.path(), model, 1,
+                                    nnserve::testing::FileFormat::kSafetensors,
+                                    formats::DType::kF32);
+    ASSERT_TRUE(lifecycle_.Start().ok());
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+    lifecycle_.Stop();
+    scheduler_.Shutdown();
+  }
 
+  // Serves `service` (kept until the server has shut down).
+  template <typename Service>
+  std::pair<Service*, std::shared_ptr<grpc::Channel>> Serve(
+      std::unique_ptr<Service> service) {
+    Service* raw = service.get();
+    service_ = std::move(service);
+    std::shared_ptr<grpc::Channel> channel;
+    nnserve::testing::StartLoopbackServer(raw, &server_, &channel);
+    return {raw, channel};
+  }
+
+  // Runs `call` with allocations of 512 KiB or more failing (the first is
+  // the call's output buffer), then checks the answer, the metrics and
+  // that nothing stays in flight.
+  void ExpectRefusedWhileMemoryRunsOut(
+      const std::function<grpc::Status()>& call, const std::string& method,
+      const std::function<bool()>& idle) {
+    g_fail_at_least = 512 * 1024;
+    const grpc::Status status = call();
+    g_fail_at_least = ~size_t{0};
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << status.error_message();
+    EXPECT_THAT(status.error_message(),
+                HasSubstr("out of memory while handling " + method));
+    EXPECT_EQ(nnserve::testing::RequestCount(metrics_, "wide_out", method,
+                                             "RESOURCE_EXHAUSTED"),
+              1);
+    EXPECT_TRUE(idle());  // The refused call was counted out.
+  }
+
+  static ModelLifecycle::Options RepositoryOnly(
+      const std::filesystem::path& repository) {
+    ModelLifecycle::Options options;
+    options.repository = repository;
+    return options;
+  }
+
+  static std::chrono::system_clock::time_point Soon() {
+    return std::chrono::system_clock::now() + std::chrono::seconds(5);
+  }
+
+  ScopedTempDir repo_{"handler_exceptions_test"};
+  ServerMetrics metrics_{"test"};
+  Scheduler scheduler_{{.threads = 1}};
+  ModelRegistry registry_{&metrics_};
+  ModelLifecycle lifecycle_{RepositoryOnly(repo_.path()), &registry_,
+                            &scheduler_, &metrics_};
+  std::unique_ptr<grpc::Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST_F(HandlerExceptionsTest, AllocationFailureInPredictIsThatCallsError) {
+  auto [service, channel] = Serve(std::make_unique<InferenceService>(
+      &registry_, &scheduler_, &metrics_, ServiceOptions{}));
+  auto stub = v1::Inference::NewStub(channel);
   v1::PredictRequest request;
   request.set_model("wide_out");
   nnserve::testing::FillRandomInput(request.mutable_input(), 1, 1,
                                     /*raw=*/true, 3);
-  const auto predict = [&](v1::PredictResponse* response) {
+  v1::PredictResponse response;
+  const auto predict = [&] {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(30));
-    return stub->Predict(&context, request, response);
+    return stub->Predict(&context, request, &response);
   };
-
-  g_fail_at_least = 512 * 1024;
-  v1::PredictResponse refused;
-  const grpc::Status status = predict(&refused);
-  g_fail_at_least = ~size_t{0};
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << status.error_message();
-  EXPECT_THAT(status.error_message(),
-              HasSubstr("out of memory while handling Predict"));
-  EXPECT_EQ(nnserve::testing::RequestCount(metrics, "wide_out", "Predict",
-                                           "RESOURCE_EXHAUSTED"),
-            1);
-  // The refused call was counted out: nothing is in flight.
-  EXPECT_TRUE(service.WaitForIdle(std::chrono::system_clock::now() +
-                                  std::chrono::seconds(5)));
-
+  ExpectRefusedWhileMemoryRunsOut(predict, "Predict",
+                                  [&] { return service->WaitForIdle(Soon()); });
   // The server serves on.
-  v1::PredictResponse answered;
-  const grpc::Status ok = predict(&answered);
+  const grpc::Status ok = predict();
   ASSERT_TRUE(ok.ok()) << ok.error_message();
-  EXPECT_EQ(nnserve::testing::TensorFloats(answered.output()).size(),
+  EXPECT_EQ(nnserve::testing::TensorFloats(response.output()).size(),
             static_cast<size_t>(kOutputs));
+}
 
-  server->Shutdown();
-  lifecycle.Stop();
-  scheduler.Shutdown();
+TEST_F(HandlerExceptionsTest, AllocationFailureInModelInferIsThatCallsError) {
+  auto [service, channel] = Serve(std::make_unique<OipInferenceService>(
+      &registry_, &scheduler_, &metrics_, ServiceOptions{}, "test"));
+  auto stub = inference::GRPCInferenceService::NewStub(channel);
+  inference::ModelInferRequest request;
+  request.set_model_name("wide_out");
+  auto* input = request.add_inputs();
+  input->set_datatype("FP32");
+  input->add_shape(1);
+  input->add_shape(1);
+  input->mutable_contents()->add_fp32_contents(0.5f);
+  inference::ModelInferResponse response;
+  const auto infer = [&] {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(30));
+    return stub->ModelInfer(&context, request, &response);
+  };
+  ExpectRefusedWhileMemoryRunsOut(infer, "ModelInfer",
+                                  [&] { return service->WaitForIdle(Soon()); });
+  // The server serves on.
+  const grpc::Status ok = infer();
+  ASSERT_TRUE(ok.ok()) << ok.error_message();
+  ASSERT_EQ(response.outputs_size(), 1);
+  EXPECT_EQ(response.outputs(0).contents().fp32_contents_size(), kOutputs);
 }
 
 }  // namespace
