@@ -76,6 +76,7 @@ struct PredictFlags {
   std::string input = "-";
   bool raw = false;
   int top = 3;
+  std::vector<std::string> layers;
 };
 
 int RunPredict(const GlobalFlags& flags, const PredictFlags& p) {
@@ -84,6 +85,7 @@ int RunPredict(const GlobalFlags& flags, const PredictFlags& p) {
   absl::StatusOr<v1::PredictRequest> request = MakePredictRequest(
       p.model, p.version, *rows, p.raw ? Encoding::kRaw : Encoding::kValues);
   if (!request.ok()) return Fail(request.status());
+  for (const std::string& layer : p.layers) request->add_output_layers(layer);
   absl::StatusOr<std::unique_ptr<Client>> client = Connect(flags);
   if (!client.ok()) return Fail(client.status());
   absl::StatusOr<v1::PredictResponse> response =
@@ -245,6 +247,11 @@ int Main(int argc, char** argv) {
                    "Top outputs shown per row (labelled models)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  predict_cmd
+      ->add_option("--layers", predict.layers,
+                   "Also show these layers' activations (names as in `info`, "
+                   "comma-separated)")
+      ->delimiter(',');
 
   std::string info_model;
   int64_t info_version = 0;

@@ -50,6 +50,13 @@ double ShortestDouble(float value) {
   return result;
 }
 
+// "0.5, -1, 2.25": a row's values, 6 significant digits each.
+std::string RowText(const float* row, int64_t cols) {
+  return absl::StrJoin(row, row + cols, ", ", [](std::string* s, float v) {
+    absl::StrAppendFormat(s, "%.6g", v);
+  });
+}
+
 }  // namespace
 
 std::string PredictText(const v1::PredictResponse& response,
@@ -72,10 +79,21 @@ std::string PredictText(const v1::PredictResponse& response,
                             absl::StrJoin(top, "  "));
     } else {
       absl::StrAppendFormat(&out, "row %d: [%s]\n", r,
-                            absl::StrJoin(row, row + output.cols, ", ",
-                                          [](std::string* s, float v) {
-                                            absl::StrAppendFormat(s, "%.6g", v);
-                                          }));
+                            RowText(row, output.cols));
+    }
+  }
+  for (const v1::LayerTensor& layer : response.layers()) {
+    absl::StatusOr<RowBatch> values = DecodeTensor(layer.tensor());
+    if (!values.ok()) {
+      absl::StrAppendFormat(&out, "layer %s: %s\n", layer.name(),
+                            values.status().message());
+      continue;
+    }
+    absl::StrAppendFormat(&out, "layer %s: %d rows x %d units\n", layer.name(),
+                          values->rows, values->cols);
+    for (int64_t r = 0; r < values->rows; ++r) {
+      absl::StrAppendFormat(&out, "  row %d: [%s]\n", r,
+                            RowText(values->row(r), values->cols));
     }
   }
   return out;
@@ -95,12 +113,30 @@ nlohmann::json PredictJson(const v1::PredictResponse& response,
     if (r < response.labels_size()) row["label"] = response.labels(r);
     rows.push_back(std::move(row));
   }
-  return {
+  nlohmann::json result = {
       {"model", response.model()},
       {"version", response.version()},
       {"encoding",
        TensorEncoding(response.output()) == Encoding::kRaw ? "raw" : "values"},
       {"rows", std::move(rows)}};
+  if (response.layers_size() > 0) {
+    nlohmann::json layers = nlohmann::json::object();
+    for (const v1::LayerTensor& layer : response.layers()) {
+      absl::StatusOr<RowBatch> values = DecodeTensor(layer.tensor());
+      if (!values.ok()) continue;
+      nlohmann::json layer_rows = nlohmann::json::array();
+      for (int64_t r = 0; r < values->rows; ++r) {
+        nlohmann::json row = nlohmann::json::array();
+        for (int64_t c = 0; c < values->cols; ++c) {
+          row.push_back(ShortestDouble(values->row(r)[c]));
+        }
+        layer_rows.push_back(std::move(row));
+      }
+      layers[layer.name()] = std::move(layer_rows);
+    }
+    result["layers"] = std::move(layers);
+  }
+  return result;
 }
 
 namespace {

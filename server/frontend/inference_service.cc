@@ -1,12 +1,15 @@
 #include "server/frontend/inference_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/exceptions.h"
 #include "common/str_util.h"
 #include "engine/rows.h"
@@ -65,6 +68,38 @@ void FillPredictMetadata(const ServedVersion& served,
     response->add_labels(
         c == engine::kNoClass ? std::string() : labels[static_cast<size_t>(c)]);
   }
+}
+
+// The indices of the layers `names` asks for, in that order: each must name
+// a layer of the model, at most once (INVALID_ARGUMENT listing the valid
+// names otherwise).
+absl::StatusOr<std::vector<size_t>> ResolveLayers(
+    const engine::ModelInfo& info,
+    const google::protobuf::RepeatedPtrField<std::string>& names) {
+  std::vector<size_t> layers;
+  for (const std::string& name : names) {
+    size_t index = 0;
+    while (index < info.layers.size() && info.layers[index].name != name) {
+      ++index;
+    }
+    if (index == info.layers.size()) {
+      std::vector<std::string> valid;
+      for (const engine::LayerInfo& layer : info.layers) {
+        valid.push_back(layer.name);
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "output_layers: model '", info.name, "' has no layer '", Clip(name),
+          "'; expected one of: ", absl::StrJoin(valid, ", ")));
+    }
+    if (std::find(layers.begin(), layers.end(), index) != layers.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("output_layers: layer '", name,
+                       "' is asked for twice; expected "
+                       "each layer at most once"));
+    }
+    layers.push_back(index);
+  }
+  return layers;
 }
 
 }  // namespace
@@ -157,11 +192,17 @@ absl::Status InferenceService::StartPredict(
   auto input = DecodeInput(request.input(), expected);
   if (!input.ok()) return input.status();
   const int64_t rows = input->rows();
-  const int64_t output_bytes = rows * info.output_size * 4;
+  auto layers = ResolveLayers(info, request.output_layers());
+  if (!layers.ok()) return layers.status();
+  int64_t output_columns = info.output_size;
+  for (size_t layer : *layers) {
+    output_columns += info.layers[layer].output_size;
+  }
+  const int64_t output_bytes = rows * output_columns * 4;
   if (output_bytes > options_.max_message_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "the response for ", rows, " rows of ", info.output_size,
-        " outputs would be ", output_bytes,
+        "the response for ", rows, " rows of ", output_columns,
+        " outputs (layers included) would be ", output_bytes,
         " bytes, over the server's message limit of ",
         options_.max_message_bytes, " bytes (--max-message-bytes)"));
   }
@@ -170,6 +211,16 @@ absl::Status InferenceService::StartPredict(
   // response's output tensor; `done` fills the rest and finishes the call.
   const std::span<float> output = PrepareOutput(
       rows, info.output_size, input->encoding(), response->mutable_output());
+  // Requested layers are written straight into their response tensors too.
+  std::vector<engine::LayerOutput> layer_outputs;
+  for (size_t layer : *layers) {
+    v1::LayerTensor* tensor = response->add_layers();
+    tensor->set_name(info.layers[layer].name);
+    layer_outputs.push_back(engine::LayerOutput{
+        .layer = layer,
+        .values = PrepareOutput(rows, info.layers[layer].output_size,
+                                input->encoding(), tensor->mutable_tensor())});
+  }
   const std::span<const float> values = input->values();
   // The input's storage moves with it (a vector's buffer stays put), so
   // `values` stays valid while `done` owns the DecodedInput.
@@ -179,6 +230,7 @@ absl::Status InferenceService::StartPredict(
                  .input = values,
                  .rows = rows,
                  .output = output,
+                 .layers = std::move(layer_outputs),
                  .deadline = context->deadline(),
                  .is_cancelled = [context] { return context->IsCancelled(); },
                  .done =

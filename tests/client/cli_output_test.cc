@@ -60,6 +60,27 @@ TEST(CliOutputTest, PredictJsonParsesBack) {
   EXPECT_THAT(json.dump(), HasSubstr("[0.1,0.2,0.7]"));
 }
 
+TEST(CliOutputTest, PredictShowsRequestedLayers) {
+  v1::PredictResponse response;
+  response.set_model("regressor");
+  v1::LayerTensor* layer = response.add_layers();
+  layer->set_name("hidden");
+  layer->mutable_tensor()->add_shape(2);
+  layer->mutable_tensor()->add_shape(3);
+  for (float v : {0.f, 1.5f, 0.f, 2.f, 0.f, 0.25f}) {
+    layer->mutable_tensor()->add_values(v);
+  }
+  const RowBatch output{2, 1, {1.f, 2.f}};
+  const std::string text = cli::PredictText(response, output, 3);
+  EXPECT_THAT(text, HasSubstr("layer hidden: 2 rows x 3 units\n"
+                              "  row 0: [0, 1.5, 0]\n"
+                              "  row 1: [2, 0, 0.25]\n"));
+  const nlohmann::json json =
+      nlohmann::json::parse(cli::PredictJson(response, output).dump());
+  ASSERT_EQ(json["layers"]["hidden"].size(), 2u);
+  EXPECT_EQ(json["layers"]["hidden"][1].dump(), "[2.0,0.0,0.25]");
+}
+
 TEST(CliOutputTest, ModelInfoAndListTables) {
   v1::ModelInfoResponse info;
   info.set_name("digits");

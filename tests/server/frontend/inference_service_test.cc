@@ -233,6 +233,62 @@ TEST_F(InferenceServiceTest, ErrorsCarryCodesAndAreCounted) {
   EXPECT_EQ(RequestCount("clf", "Predict", "OK"), 0);
 }
 
+TEST_F(InferenceServiceTest, OutputLayersAreTheForwardPassActivations) {
+  // Inline (tiny forwards run on the gRPC thread) and queued on a worker.
+  for (int64_t inline_limit : {int64_t{1} << 40, int64_t{0}}) {
+    SCOPED_TRACE(inline_limit == 0 ? "queued" : "inline");
+    StartServer({}, {.threads = 2, .inline_work_limit = inline_limit});
+    for (bool raw : {false, true}) {
+      SCOPED_TRACE(raw ? "raw" : "values");
+      const int64_t rows = 5;
+      v1::PredictRequest request = Request(rows, raw, 17);
+      request.add_output_layers("fc1");  // The model output, asked by name.
+      request.add_output_layers("fc0");  // The hidden tanh layer.
+      v1::PredictResponse response;
+      grpc::ClientContext context;
+      grpc::Status status = stub_->Predict(&context, request, &response);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      ExpectMatchesReference(request, response);
+      ASSERT_EQ(response.layers_size(), 2);
+      EXPECT_EQ(response.layers(0).name(), "fc1");
+      EXPECT_EQ(response.layers(1).name(), "fc0");
+      const std::vector<float> x = TensorFloats(request.input());
+      v1::ModelConfig hidden = model_.config;
+      hidden.mutable_layers()->DeleteSubrange(1, 1);  // Cut after fc0.
+      const std::vector<double> expected_hidden =
+          nnserve::testing::ReferenceForward(hidden, model_.tensors, x, rows);
+      const v1::Tensor& fc0 = response.layers(1).tensor();
+      EXPECT_THAT(fc0.shape(), ElementsAre(rows, 8));
+      EXPECT_EQ(fc0.raw().empty(), !raw);  // The request's encoding.
+      EXPECT_LE(nnserve::testing::MaxRowRelativeError(TensorFloats(fc0),
+                                                      expected_hidden, rows),
+                1e-5);
+      // The model output asked by name is the output itself.
+      EXPECT_EQ(TensorFloats(response.layers(0).tensor()),
+                TensorFloats(response.output()));
+    }
+  }
+}
+
+TEST_F(InferenceServiceTest, UnknownOrRepeatedOutputLayersAreRefused) {
+  StartServer({});
+  const auto predict = [&](std::vector<std::string> layers) {
+    v1::PredictRequest request = Request(1, false);
+    for (const std::string& layer : layers) request.add_output_layers(layer);
+    v1::PredictResponse response;
+    grpc::ClientContext context;
+    return stub_->Predict(&context, request, &response);
+  };
+  grpc::Status unknown = predict({"fc0", "fc9"});
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(unknown.error_message(),
+              HasSubstr("model 'clf' has no layer 'fc9'; expected one of: "
+                        "fc0, fc1"));
+  grpc::Status twice = predict({"fc0", "fc0"});
+  EXPECT_EQ(twice.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(twice.error_message(), HasSubstr("'fc0' is asked for twice"));
+}
+
 TEST_F(InferenceServiceTest, OverflowedRowsHaveNoClassInsteadOfClassZero) {
   // One identity layer whose weights are all 1e30: a row of 1e10 inputs
   // overflows to +Inf (finite inputs, finite weights), a row of 1e-30
