@@ -14,6 +14,7 @@
 #include "client/channel.h"
 #include "client/cli_output.h"
 #include "client/client.h"
+#include "client/explain.h"
 #include "client/input_readers.h"
 #include "client/load_generator.h"
 #include "client/rows.h"
@@ -98,6 +99,34 @@ int RunPredict(const GlobalFlags& flags, const PredictFlags& p) {
   }
   Print(flags, flags.json ? cli::PredictJson(*response, *output) : nullptr,
         flags.json ? "" : cli::PredictText(*response, *output, p.top));
+  return 0;
+}
+
+// ModelInfo for the layer names, then one Predict asking for every layer's
+// activations, summarised per layer (client/explain.h).
+int RunExplain(const GlobalFlags& flags, const PredictFlags& p) {
+  absl::StatusOr<RowBatch> rows = ReadInputRows(p.input);
+  if (!rows.ok()) return Fail(rows.status());
+  absl::StatusOr<std::unique_ptr<Client>> client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  absl::StatusOr<v1::ModelInfoResponse> info =
+      (*client)->ModelInfo(p.model, p.version, MakeCallOptions(flags));
+  if (!info.ok()) return Fail(info.status());
+  // The version ModelInfo described, so both calls see the same layers.
+  absl::StatusOr<v1::PredictRequest> request =
+      MakePredictRequest(p.model, info->version(), *rows, Encoding::kRaw);
+  if (!request.ok()) return Fail(request.status());
+  for (const v1::LayerInfo& layer : info->layers()) {
+    request->add_output_layers(layer.name());
+  }
+  absl::StatusOr<v1::PredictResponse> response =
+      (*client)->Predict(*request, MakeCallOptions(flags));
+  if (!response.ok()) return Fail(response.status());
+  absl::StatusOr<std::vector<cli::LayerSummary>> layers =
+      cli::SummarizeLayers(*info, *response, p.top);
+  if (!layers.ok()) return Fail(layers.status());
+  Print(flags, flags.json ? cli::ExplainJson(*response, *layers) : nullptr,
+        flags.json ? "" : cli::ExplainText(*response, *layers));
   return 0;
 }
 
@@ -260,6 +289,20 @@ int Main(int argc, char** argv) {
   info_cmd->add_option("--version", info_version, "0 = newest")
       ->check(CLI::NonNegativeNumber);
 
+  PredictFlags explain;
+  CLI::App* explain_cmd = app.add_subcommand(
+      "explain", "What each layer does to an input: per-layer activations");
+  explain_cmd->add_option("--model", explain.model, "Model name")->required();
+  explain_cmd->add_option("--version", explain.version, "0 = newest")
+      ->check(CLI::NonNegativeNumber);
+  explain_cmd
+      ->add_option("--input", explain.input,
+                   "Rows: file.npy, file.csv, or - for stdin")
+      ->capture_default_str();
+  explain_cmd->add_option("--top", explain.top, "Top units shown per layer")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
   CLI::App* list_cmd = app.add_subcommand("list", "List models and versions");
 
   std::string service;
@@ -304,6 +347,7 @@ int Main(int argc, char** argv) {
 
   if (predict_cmd->parsed()) return RunPredict(flags, predict);
   if (info_cmd->parsed()) return RunInfo(flags, info_model, info_version);
+  if (explain_cmd->parsed()) return RunExplain(flags, explain);
   if (list_cmd->parsed()) return RunList(flags);
   if (health_cmd->parsed()) return RunHealth(flags, service);
   if (bench_cmd->parsed()) return RunBench(flags, bench);
