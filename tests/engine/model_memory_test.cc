@@ -30,16 +30,18 @@ using ::nnserve::testing::BuildRandomModel;
 using ::nnserve::testing::LayerDef;
 using ::nnserve::testing::RandomModel;
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
+// Address and thread sanitizers reserve terabytes of shadow memory, which
+// an address-space cap cannot leave room for.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitizer = true;
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitizer = true;
 #else
-constexpr bool kAddressSanitizer = false;
+constexpr bool kSanitizer = false;
 #endif
 #else
-constexpr bool kAddressSanitizer = false;
+constexpr bool kSanitizer = false;
 #endif
 
 // VmSize of this process in bytes (0 if unreadable).
@@ -82,8 +84,8 @@ RandomModel BigModel() {
 class ModelMemoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (kAddressSanitizer) {
-      GTEST_SKIP() << "RLIMIT_AS cannot be combined with AddressSanitizer's "
+    if (kSanitizer) {
+      GTEST_SKIP() << "RLIMIT_AS cannot be combined with a sanitizer's "
                       "shadow memory";
     }
     GTEST_FLAG_SET(death_test_style, "threadsafe");
