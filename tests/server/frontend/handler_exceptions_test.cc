@@ -142,9 +142,11 @@ class HandlerExceptionsTest : public ::testing::Test {
 };
 
 TEST_F(HandlerExceptionsTest, AllocationFailureInPredictIsThatCallsError) {
-  auto [service, channel] = Serve(std::make_unique<InferenceService>(
+  // Not a structured binding: clang 14 cannot capture those in a lambda.
+  auto served = Serve(std::make_unique<InferenceService>(
       &registry_, &scheduler_, &metrics_, ServiceOptions{}));
-  auto stub = v1::Inference::NewStub(channel);
+  InferenceService* service = served.first;
+  auto stub = v1::Inference::NewStub(served.second);
   v1::PredictRequest request;
   request.set_model("wide_out");
   nnserve::testing::FillRandomInput(request.mutable_input(), 1, 1,
@@ -166,9 +168,10 @@ TEST_F(HandlerExceptionsTest, AllocationFailureInPredictIsThatCallsError) {
 }
 
 TEST_F(HandlerExceptionsTest, AllocationFailureInModelInferIsThatCallsError) {
-  auto [service, channel] = Serve(std::make_unique<OipInferenceService>(
+  auto served = Serve(std::make_unique<OipInferenceService>(
       &registry_, &scheduler_, &metrics_, ServiceOptions{}, "test"));
-  auto stub = inference::GRPCInferenceService::NewStub(channel);
+  OipInferenceService* service = served.first;
+  auto stub = inference::GRPCInferenceService::NewStub(served.second);
   inference::ModelInferRequest request;
   request.set_model_name("wide_out");
   auto* input = request.add_inputs();
