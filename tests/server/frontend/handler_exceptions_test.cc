@@ -82,24 +82,9 @@ class HandlerExceptionsTest : public ::testing::Test {
     nnserve::testing::WriteModelDir(repo_.path(), model, 1,
                                     nnserve::testing::FileFormat::kSafetensors,
                                     formats::DType::kF32);
-    ASSERT_TRUE(lifecycle_.Start().ok());
+    ASSERT_NO_FATAL_FAILURE(stack_.Start({.threads = 1}));
   }
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-    lifecycle_.Stop();
-    scheduler_.Shutdown();
-  }
-
-  // Serves `service` (kept until the server has shut down).
-  template <typename Service>
-  std::pair<Service*, std::shared_ptr<grpc::Channel>> Serve(
-      std::unique_ptr<Service> service) {
-    Service* raw = service.get();
-    service_ = std::move(service);
-    std::shared_ptr<grpc::Channel> channel;
-    nnserve::testing::StartLoopbackServer(raw, &server_, &channel);
-    return {raw, channel};
-  }
+  void TearDown() override { stack_.Stop(); }
 
   // Runs `call` with allocations of 512 KiB or more failing (the first is
   // the call's output buffer), then checks the answer, the metrics and
@@ -120,33 +105,20 @@ class HandlerExceptionsTest : public ::testing::Test {
     EXPECT_TRUE(idle());  // The refused call was counted out.
   }
 
-  static ModelLifecycle::Options RepositoryOnly(
-      const std::filesystem::path& repository) {
-    ModelLifecycle::Options options;
-    options.repository = repository;
-    return options;
-  }
-
   static std::chrono::system_clock::time_point Soon() {
     return std::chrono::system_clock::now() + std::chrono::seconds(5);
   }
 
   ScopedTempDir repo_{"handler_exceptions_test"};
   ServerMetrics metrics_{"test"};
-  Scheduler scheduler_{{.threads = 1}};
-  ModelRegistry registry_{&metrics_};
-  ModelLifecycle lifecycle_{RepositoryOnly(repo_.path()), &registry_,
-                            &scheduler_, &metrics_};
-  std::unique_ptr<grpc::Service> service_;
-  std::unique_ptr<grpc::Server> server_;
+  nnserve::testing::ServingStack stack_{repo_.path(), &metrics_};
 };
 
 TEST_F(HandlerExceptionsTest, AllocationFailureInPredictIsThatCallsError) {
-  // Not a structured binding: clang 14 cannot capture those in a lambda.
-  auto served = Serve(std::make_unique<InferenceService>(
-      &registry_, &scheduler_, &metrics_, ServiceOptions{}));
-  InferenceService* service = served.first;
-  auto stub = v1::Inference::NewStub(served.second);
+  auto owned = std::make_unique<InferenceService>(
+      stack_.registry(), stack_.scheduler(), &metrics_, ServiceOptions{});
+  InferenceService* service = owned.get();
+  auto stub = v1::Inference::NewStub(stack_.Serve(std::move(owned)));
   v1::PredictRequest request;
   request.set_model("wide_out");
   nnserve::testing::FillRandomInput(request.mutable_input(), 1, 1,
@@ -168,10 +140,12 @@ TEST_F(HandlerExceptionsTest, AllocationFailureInPredictIsThatCallsError) {
 }
 
 TEST_F(HandlerExceptionsTest, AllocationFailureInModelInferIsThatCallsError) {
-  auto served = Serve(std::make_unique<OipInferenceService>(
-      &registry_, &scheduler_, &metrics_, ServiceOptions{}, "test"));
-  OipInferenceService* service = served.first;
-  auto stub = inference::GRPCInferenceService::NewStub(served.second);
+  auto owned = std::make_unique<OipInferenceService>(
+      stack_.registry(), stack_.scheduler(), &metrics_, ServiceOptions{},
+      "test");
+  OipInferenceService* service = owned.get();
+  auto stub =
+      inference::GRPCInferenceService::NewStub(stack_.Serve(std::move(owned)));
   inference::ModelInferRequest request;
   request.set_model_name("wide_out");
   auto* input = request.add_inputs();

@@ -50,55 +50,36 @@ class InferenceServiceTest : public ::testing::Test {
                   formats::DType::kF32);
   }
 
-  void TearDown() override { StopServer(); }
+  void TearDown() override { stack_.Stop(); }
 
-  // Builds scheduler → registry → lifecycle (loads the repository) →
-  // service → gRPC server.
+  // Starts the serving core (loads the repository) and the service.
   void StartServer(ServiceOptions options,
                    Scheduler::Options scheduling = {.threads = 2}) {
-    StopServer();
-    scheduler_ = std::make_unique<Scheduler>(scheduling);
-    registry_ = std::make_unique<ModelRegistry>(&metrics_);
-    lifecycle_ = std::make_unique<ModelLifecycle>(
-        ModelLifecycle::Options{.repository = repo_.path()}, registry_.get(),
-        scheduler_.get(), &metrics_);
-    ASSERT_TRUE(lifecycle_->Start().ok());
-    service_ = std::make_unique<InferenceService>(
-        registry_.get(), scheduler_.get(), &metrics_, options);
-    std::shared_ptr<grpc::Channel> channel;
-    ASSERT_NO_FATAL_FAILURE(nnserve::testing::StartLoopbackServer(
-        service_.get(), &server_, &channel));
-    stub_ = v1::Inference::NewStub(channel);
-  }
-
-  void StopServer() {
-    if (server_) server_->Shutdown();
-    server_.reset();
-    if (lifecycle_) lifecycle_->Stop();
-    if (scheduler_) scheduler_->Shutdown();
-    service_.reset();
-    lifecycle_.reset();
-    registry_.reset();
-    scheduler_.reset();
+    ASSERT_NO_FATAL_FAILURE(stack_.Start(scheduling));
+    auto service = std::make_unique<InferenceService>(
+        stack_.registry(), stack_.scheduler(), &metrics_, options);
+    service_ = service.get();
+    stub_ = v1::Inference::NewStub(stack_.Serve(std::move(service)));
   }
 
   // Occupies the scheduler's worker (run with threads = 1): a call on a
   // queue of its own whose completion waits for `release`. Returns once the
   // worker holds it.
   void HoldWorker(std::latch* release) {
-    auto served = registry_->Find("clf", 0);
+    auto served = stack_.registry()->Find("clf", 0);
     ASSERT_TRUE(served.ok());
-    blocker_queue_ = scheduler_->CreateQueue((*served)->model, {}, nullptr,
-                                             nullptr, "blocker");
+    blocker_queue_ = stack_.scheduler()->CreateQueue(
+        (*served)->model, {}, nullptr, nullptr, "blocker");
     blocker_input_.assign(kInputs, 0.5f);
     blocker_output_.assign(3, 0.0f);
     std::latch started(1);
-    ASSERT_TRUE(scheduler_
+    ASSERT_TRUE(stack_.scheduler()
                     ->Submit(blocker_queue_,
                              InferenceCall{
                                  .input = blocker_input_,
                                  .rows = 1,
                                  .output = blocker_output_,
+                                 .is_cancelled = {},
                                  .done =
                                      [&started, release](absl::Status status) {
                                        EXPECT_TRUE(status.ok());
@@ -149,14 +130,11 @@ class InferenceServiceTest : public ::testing::Test {
   ScopedTempDir repo_{"inference_service_test"};
   RandomModel model_;
   ServerMetrics metrics_{"test"};
-  std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<ModelRegistry> registry_;
-  std::unique_ptr<ModelLifecycle> lifecycle_;
-  std::unique_ptr<InferenceService> service_;
+  nnserve::testing::ServingStack stack_{repo_.path(), &metrics_};
+  InferenceService* service_ = nullptr;  // Owned by stack_.
   std::shared_ptr<ModelQueue> blocker_queue_;
   std::vector<float> blocker_input_;
   std::vector<float> blocker_output_;
-  std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Inference::Stub> stub_;
 };
 
@@ -348,7 +326,7 @@ TEST_F(InferenceServiceTest, FullInferenceQueueIsResourceExhausted) {
                             first_status = std::move(status);
                             first_done.count_down();
                           });
-  while (scheduler_->queued_calls() != 1) std::this_thread::yield();
+  while (stack_.scheduler()->queued_calls() != 1) std::this_thread::yield();
 
   v1::PredictResponse response;
   grpc::ClientContext context;
@@ -415,7 +393,7 @@ TEST_F(InferenceServiceTest, DrainRefusesNewCallsAndWaitsForInFlightOnes) {
                             in_flight_status = std::move(status);
                             finished.count_down();
                           });
-  while (scheduler_->queued_calls() != 1) std::this_thread::yield();
+  while (stack_.scheduler()->queued_calls() != 1) std::this_thread::yield();
 
   service_->BeginDrain();
   v1::PredictResponse refused;

@@ -51,34 +51,17 @@ class OipServiceTest : public ::testing::Test {
                   formats::DType::kF32);
   }
 
-  void TearDown() override { StopServer(); }
+  void TearDown() override { stack_.Stop(); }
 
+  // Starts the serving core (loads the repository) and the service.
   void StartServer(ServiceOptions options,
                    Scheduler::Options scheduling = {.threads = 2}) {
-    StopServer();
-    scheduler_ = std::make_unique<Scheduler>(scheduling);
-    registry_ = std::make_unique<ModelRegistry>(&metrics_);
-    lifecycle_ = std::make_unique<ModelLifecycle>(
-        ModelLifecycle::Options{.repository = repo_.path()}, registry_.get(),
-        scheduler_.get(), &metrics_);
-    ASSERT_TRUE(lifecycle_->Start().ok());
-    service_ = std::make_unique<OipInferenceService>(
-        registry_.get(), scheduler_.get(), &metrics_, options, "9.9.9");
-    std::shared_ptr<grpc::Channel> channel;
-    ASSERT_NO_FATAL_FAILURE(nnserve::testing::StartLoopbackServer(
-        service_.get(), &server_, &channel));
-    stub_ = inference::GRPCInferenceService::NewStub(channel);
-  }
-
-  void StopServer() {
-    if (server_) server_->Shutdown();
-    server_.reset();
-    if (lifecycle_) lifecycle_->Stop();
-    if (scheduler_) scheduler_->Shutdown();
-    service_.reset();
-    lifecycle_.reset();
-    registry_.reset();
-    scheduler_.reset();
+    ASSERT_NO_FATAL_FAILURE(stack_.Start(scheduling));
+    auto service = std::make_unique<OipInferenceService>(
+        stack_.registry(), stack_.scheduler(), &metrics_, options, "9.9.9");
+    service_ = service.get();
+    stub_ = inference::GRPCInferenceService::NewStub(
+        stack_.Serve(std::move(service)));
   }
 
   inference::ModelInferRequest Request(int64_t rows, bool raw, uint32_t seed) {
@@ -137,11 +120,8 @@ class OipServiceTest : public ::testing::Test {
   RandomModel model_;
   std::vector<float> input_;
   ServerMetrics metrics_{"test"};
-  std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<ModelRegistry> registry_;
-  std::unique_ptr<ModelLifecycle> lifecycle_;
-  std::unique_ptr<OipInferenceService> service_;
-  std::unique_ptr<grpc::Server> server_;
+  nnserve::testing::ServingStack stack_{repo_.path(), &metrics_};
+  OipInferenceService* service_ = nullptr;  // Owned by stack_.
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
 };
 

@@ -1,8 +1,9 @@
 // Shared helpers for the in-process frontend tests
 // (inference_service_test.cc, repository_service_test.cc): building a
 // random [rows, cols] input tensor in either encoding, reading a tensor's
-// floats back, reading nnserve_requests_total, and starting a loopback
-// gRPC server for a service under test.
+// floats back, reading nnserve_requests_total, starting a loopback gRPC
+// server for a service under test, and the serving core under it
+// (ServingStack).
 //
 // Header-only, like integration_fixture.h (which serves the tests that run
 // the real binary). Nothing here keeps state; each function works on what
@@ -16,13 +17,17 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/model.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "nnserve/v1/inference.pb.h"
+#include "server/lifecycle/model_lifecycle.h"
+#include "server/lifecycle/model_registry.h"
 #include "server/observability/metrics.h"
+#include "server/scheduling/scheduler.h"
 #include "tests/util/model_builder.h"
 
 namespace nnserve::testing {
@@ -88,6 +93,68 @@ inline double RequestCount(const server::ServerMetrics& metrics,
   }
   return 0;
 }
+
+// The serving core a frontend service runs on, for in-process tests:
+// Scheduler → ModelRegistry → ModelLifecycle over `repository` (loaded by
+// Start), and a loopback gRPC server for the service under test (Serve).
+// Stop, also run by the destructor, shuts the server down before the
+// lifecycle and the scheduler, and only then frees the service. The
+// metrics must outlive the stack. Not thread-safe: one test thread.
+class ServingStack {
+ public:
+  ServingStack(std::filesystem::path repository, server::ServerMetrics* metrics)
+      : repository_(std::move(repository)), metrics_(metrics) {}
+  ServingStack(const ServingStack&) = delete;
+  ServingStack& operator=(const ServingStack&) = delete;
+  ~ServingStack() { Stop(); }
+
+  // (Re)starts the scheduler with `scheduling` and loads the repository.
+  // Fails the test (fatally: wrap in ASSERT_NO_FATAL_FAILURE) on errors.
+  void Start(server::Scheduler::Options scheduling = {.threads = 2}) {
+    Stop();
+    scheduler_ = std::make_unique<server::Scheduler>(scheduling);
+    registry_ = std::make_unique<server::ModelRegistry>(metrics_);
+    server::ModelLifecycle::Options options;
+    options.repository = repository_;
+    lifecycle_ = std::make_unique<server::ModelLifecycle>(
+        options, registry_.get(), scheduler_.get(), metrics_);
+    const absl::Status started = lifecycle_->Start();
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
+  // Serves `service` (kept until Stop) on a loopback port; returns a
+  // channel to it (null if the server could not start: the test failed).
+  template <typename Service>
+  std::shared_ptr<grpc::Channel> Serve(std::unique_ptr<Service> service) {
+    service_ = std::move(service);
+    std::shared_ptr<grpc::Channel> channel;
+    StartLoopbackServer(service_.get(), &server_, &channel);
+    return channel;
+  }
+
+  void Stop() {
+    if (server_) server_->Shutdown();
+    server_.reset();
+    if (lifecycle_) lifecycle_->Stop();
+    if (scheduler_) scheduler_->Shutdown();
+    service_.reset();
+    lifecycle_.reset();
+    registry_.reset();
+    scheduler_.reset();
+  }
+
+  server::Scheduler* scheduler() const { return scheduler_.get(); }
+  server::ModelRegistry* registry() const { return registry_.get(); }
+
+ private:
+  const std::filesystem::path repository_;
+  server::ServerMetrics* const metrics_;
+  std::unique_ptr<server::Scheduler> scheduler_;
+  std::unique_ptr<server::ModelRegistry> registry_;
+  std::unique_ptr<server::ModelLifecycle> lifecycle_;
+  std::unique_ptr<grpc::Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+};
 
 }  // namespace nnserve::testing
 
