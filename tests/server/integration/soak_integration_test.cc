@@ -10,7 +10,9 @@
 //                                            what gRPC 1.51's callback API
 //                                            answers a request it cannot
 //                                            parse (the handler never runs);
-//   oversized (over the message limit)     → RESOURCE_EXHAUSTED.
+//   oversized (over the message limit)     → RESOURCE_EXHAUSTED;
+//   any kind, on a connection gRPC closed over its memory quota
+//                                          → UNAVAILABLE.
 // Asserts: the server never crashes (still running and SERVING at the end),
 // each kind gets only its codes, every valid answer is exact, and the RSS
 // after the run is within 10 % of the RSS after a warm-up round (both read
@@ -199,6 +201,14 @@ TEST(SoakIntegrationTest, MixedCallsOverCapacityKeepTheServerExactAndFlat) {
   requests[kOversized] = {
       request_for("soak", RandomRows(5 * 1024, kFeatures, 10), Encoding::kRaw),
       {grpc::StatusCode::RESOURCE_EXHAUSTED}};
+  // Over its memory quota gRPC closes connections (documented in README
+  // "Security"): a caller on such a connection sees UNAVAILABLE, for any
+  // kind of call, until it reconnects (seen under AddressSanitizer, whose
+  // slower server falls behind more). That is load shedding, not a crash:
+  // the server must still be running and SERVING at the end.
+  for (Request& request : requests) {
+    request.expected.insert(grpc::StatusCode::UNAVAILABLE);
+  }
 
   Tally warm_up;
   RunRound(process.grpc_target(), requests, expected, kWarmUp, &warm_up);
