@@ -4,7 +4,8 @@ to nnserve unchanged.
 Stubs are generated at test time from proto/inference/open_inference_grpc.proto
 with grpc_tools.protoc (Debian python3-grpc-tools) into a temporary
 directory; the server is the real nnserve binary ($NNSERVE_BINARY, set by
-CTest) serving the example repository models/ on 127.0.0.1 port 0. Expected
+CTest; started by tests/util/nnserve_server.py) serving the example
+repository models/ on 127.0.0.1 port 0. Expected
 values come from the NumPy reference forward pass in tools/reference.py.
 Run: NNSERVE_BINARY=build/server/nnserve /usr/bin/python3 -m unittest -v \
          tests/server/integration/oip_python_test.py
@@ -12,12 +13,9 @@ Run: NNSERVE_BINARY=build/server/nnserve /usr/bin/python3 -m unittest -v \
 
 import dataclasses
 import os
-import signal
 import struct
-import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 import grpc
@@ -28,8 +26,10 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."
 MODELS = os.path.join(ROOT, "models")
 PROTO_DIR = os.path.join(ROOT, "proto")
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "util"))
 
 import reference  # noqa: E402  (tools/reference.py)
+from nnserve_server import NnserveServer  # noqa: E402  (tests/util/)
 
 # Row-normalised error bound, as the C++ tests use (tests/util/reference.h).
 TOLERANCE = 1e-5
@@ -44,10 +44,6 @@ def row_error(actual, expected):
 class OpenInferenceProtocolTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        binary = os.environ.get("NNSERVE_BINARY")
-        if not binary or not os.access(binary, os.X_OK):
-            raise RuntimeError(
-                "NNSERVE_BINARY must name the nnserve binary (CTest sets it)")
         cls.tmp = tempfile.TemporaryDirectory(prefix="nnserve-oip-")
         stubs = os.path.join(cls.tmp.name, "stubs")
         os.makedirs(stubs)
@@ -62,24 +58,8 @@ class OpenInferenceProtocolTest(unittest.TestCase):
         from inference import open_inference_grpc_pb2_grpc as pb_grpc
         cls.pb = pb
 
-        port_file = os.path.join(cls.tmp.name, "ports")
-        cls.log = open(os.path.join(cls.tmp.name, "server.log"), "w",
-                       encoding="utf-8")
-        cls.server = subprocess.Popen(
-            [binary, "serve", f"--model-repository={MODELS}",
-             "--grpc-address=127.0.0.1:0", "--metrics-address=127.0.0.1:0",
-             f"--port-file={port_file}"],
-            stdout=cls.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(port_file):
-            if cls.server.poll() is not None or time.monotonic() > deadline:
-                cls.server.kill()
-                cls.server.wait()
-                raise RuntimeError("nnserve did not start; see its log")
-            time.sleep(0.01)
-        with open(port_file, encoding="utf-8") as f:
-            grpc_port, _ = f.read().split()
-        cls.channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        cls.server = NnserveServer(model_repository=MODELS)
+        cls.channel = grpc.insecure_channel(cls.server.grpc_address)
         cls.stub = pb_grpc.GRPCInferenceServiceStub(cls.channel)
         cls.model = reference.load_model(os.path.join(MODELS, "digits"))
         cls.x = np.load(os.path.join(MODELS, "digits", "sample_input.npy"))[:5]
@@ -88,16 +68,8 @@ class OpenInferenceProtocolTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.channel.close()
-        cls.server.send_signal(signal.SIGTERM)
-        try:
-            code = cls.server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            cls.server.kill()
-            code = cls.server.wait()
-        cls.log.close()
         cls.tmp.cleanup()
-        if code != 0:
-            raise AssertionError(f"nnserve exited with {code} after SIGTERM")
+        cls.server.stop()
 
     def request(self, x, datatype="FP32", raw=True, outputs=()):
         pb = self.pb
