@@ -287,7 +287,7 @@ absl::Status RunServe(const ServeOptions& options) {
   ModelRepositoryService repository_service(&lifecycle, &metrics);
   // The Open Inference Protocol (KServe V2) on the same port and path.
   OipInferenceService oip_service(
-      &registry, &scheduler, &metrics,
+      &registry, &scheduler,
       ServiceOptions{.max_batch_rows = options.max_batch_rows,
                      .max_message_bytes = message_limit},
       options.build_version);

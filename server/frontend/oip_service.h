@@ -2,14 +2,13 @@
 // inference.GRPCInferenceService, served on the same port as
 // nnserve.v1.Inference (callback API).
 //
-// ModelInfer takes the one Predict path: ModelRegistry::Find, then
-// Scheduler::Submit (inline, merged or alone on a worker; a call that asks
-// for hidden layers runs as its own batch), with the same request metrics
-// (method="ModelInfer") and the same error codes as Predict (NOT_FOUND,
-// INVALID_ARGUMENT, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, UNAVAILABLE).
-// Tensor decoding and encoding live in oip_codec.h. The metadata calls
-// (ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata) read
-// the registry and record no request metrics.
+// A thin binding of OipCore (oip_core.h), which does the work for this
+// service and for the REST endpoint alike: ModelInfer takes the one Predict
+// path with the same request metrics (method="ModelInfer") and the same
+// error codes as Predict (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED,
+// DEADLINE_EXCEEDED, UNAVAILABLE). The metadata calls (ServerLive,
+// ServerReady, ModelReady, ServerMetadata, ModelMetadata) read the registry
+// and record no request metrics.
 //
 // Readiness: ServerReady is true between SetReady(true) (the server has
 // loaded its models) and SetReady(false) or BeginDrain(). ServerLive is
@@ -20,8 +19,8 @@
 // UNAVAILABLE; no exception escapes a handler (StatusOfCall).
 //
 // Thread-safe; handlers run concurrently on gRPC's callback threads. The
-// referenced ModelRegistry, Scheduler and ServerMetrics must outlive the
-// grpc::Server this service is registered with.
+// referenced ModelRegistry and Scheduler must outlive the grpc::Server
+// this service is registered with.
 #ifndef NNSERVE_SERVER_FRONTEND_OIP_SERVICE_H_
 #define NNSERVE_SERVER_FRONTEND_OIP_SERVICE_H_
 
@@ -33,21 +32,19 @@
 #include "inference/open_inference_grpc.grpc.pb.h"
 #include "server/frontend/call_tracker.h"
 #include "server/frontend/inference_service.h"
+#include "server/frontend/oip_core.h"
 #include "server/lifecycle/model_registry.h"
 #include "server/observability/metrics.h"
 #include "server/scheduling/scheduler.h"
 
 namespace nnserve::server {
 
-// ModelMetadata's platform for every nnserve model.
-inline constexpr std::string_view kOipPlatform = "nnserve_dense";
-
 class OipInferenceService final
     : public inference::GRPCInferenceService::CallbackService {
  public:
   // `server_version` is ServerMetadata's version (the build version).
   OipInferenceService(const ModelRegistry* registry, Scheduler* scheduler,
-                      ServerMetrics* metrics, const ServiceOptions& options,
+                      const ServiceOptions& options,
                       std::string server_version);
 
   grpc::ServerUnaryReactor* ServerLive(
@@ -88,22 +85,12 @@ class OipInferenceService final
 
  private:
   using Clock = std::chrono::steady_clock;
-  // ModelInfer's body: decodes and validates the request and hands it to
-  // the scheduler (OK: its `done` finishes the call), or returns why not.
-  absl::Status StartInfer(grpc::CallbackServerContext* context,
-                          const inference::ModelInferRequest& request,
-                          inference::ModelInferResponse* response,
-                          grpc::ServerUnaryReactor* reactor,
-                          RequestMetrics* metrics, Clock::time_point start);
   // The status of a metadata call before its body runs: draining, deadline.
   absl::Status Admit(const grpc::CallbackServerContext* context,
                      std::string_view method) const;
 
   const ModelRegistry* const registry_;
-  Scheduler* const scheduler_;
-  ServerMetrics* const metrics_;
-  const ServiceOptions options_;
-  const std::string server_version_;
+  OipCore core_;
   std::atomic<bool> ready_{false};
   CallTracker calls_;
 };

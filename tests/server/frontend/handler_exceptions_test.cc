@@ -141,7 +141,7 @@ TEST_F(HandlerExceptionsTest, AllocationFailureInPredictIsThatCallsError) {
 
 TEST_F(HandlerExceptionsTest, AllocationFailureInModelInferIsThatCallsError) {
   auto owned = std::make_unique<OipInferenceService>(
-      stack_.registry(), stack_.scheduler(), &metrics_, ServiceOptions{},
+      stack_.registry(), stack_.scheduler(), ServiceOptions{},
       "test");
   OipInferenceService* service = owned.get();
   auto stub =

@@ -58,7 +58,7 @@ class OipServiceTest : public ::testing::Test {
                    Scheduler::Options scheduling = {.threads = 2}) {
     ASSERT_NO_FATAL_FAILURE(stack_.Start(scheduling));
     auto service = std::make_unique<OipInferenceService>(
-        stack_.registry(), stack_.scheduler(), &metrics_, options, "9.9.9");
+        stack_.registry(), stack_.scheduler(), options, "9.9.9");
     service_ = service.get();
     stub_ = inference::GRPCInferenceService::NewStub(
         stack_.Serve(std::move(service)));
