@@ -1,7 +1,11 @@
 # nnserve container image (multi-stage, Debian 12 packages only).
 #
 #   docker build -t nnserve .            # or: podman build --format docker -t nnserve .
-#   docker run -p 50051:50051 -p 9464:9464 nnserve
+#   docker run -p 8000:8000 -p 50051:50051 -p 9464:9464 nnserve
+#
+# Ports: 8000 REST (Open Inference Protocol /v2/...), 50051 gRPC
+# (nnserve.v1, inference.GRPCInferenceService, health, reflection), 9464
+# Prometheus /metrics.
 #
 # Stage "build" compiles nnserve and nnserve-cli and runs the engine unit
 # tests; stage "runtime" (the final image) holds only the shared libraries
@@ -77,18 +81,21 @@ RUN missing=$(ldd /usr/local/bin/nnserve /usr/local/bin/nnserve-cli | grep 'not 
 
 ENV NNSERVE_MODEL_REPOSITORY=/models \
     NNSERVE_GRPC_ADDRESS=0.0.0.0:50051 \
+    NNSERVE_HTTP_ADDRESS=0.0.0.0:8000 \
     NNSERVE_METRICS_ADDRESS=0.0.0.0:9464 \
     NNSERVE_LOG_LEVEL=info \
     NNSERVE_ADDRESS=127.0.0.1:50051
 
 LABEL org.opencontainers.image.title="nnserve" \
-      org.opencontainers.image.description="gRPC model server for dense neural networks (oneDNN, CPU)"
+      org.opencontainers.image.description="gRPC and REST (Open Inference Protocol) model server for dense neural networks (oneDNN, CPU)"
 
 USER 10001:0
 WORKDIR /
-EXPOSE 50051 9464
+EXPOSE 8000 50051 9464
 # nnserve-cli health exits 0 only when the server reports SERVING; it talks
-# to NNSERVE_ADDRESS (the local gRPC port above).
+# to NNSERVE_ADDRESS (the local gRPC port above). gRPC rather than REST's
+# /v2/health/ready (same meaning): the image has no HTTP client, and gRPC
+# is always on while REST can be turned off (NNSERVE_HTTP_ADDRESS="").
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["nnserve-cli", "--timeout", "3", "health"]
 STOPSIGNAL SIGTERM

@@ -54,10 +54,18 @@ class ComposeTest(unittest.TestCase):
                     self.assertTrue(os.path.exists(path),
                                     f"{name} mounts {source} ({path}): missing")
 
-    def test_nnserve_publishes_grpc_and_metrics_and_is_locked_down(self):
+    def test_nnserve_publishes_rest_grpc_and_metrics_and_is_locked_down(self):
         nnserve = self.services["nnserve"]
         published = {p.split(":")[-1] for p in nnserve["ports"]}
-        self.assertEqual(published, {"50051", "9464"})
+        self.assertEqual(published, {"8000", "50051", "9464"})
+        # Each published container port is the one nnserve listens on.
+        env = nnserve["environment"]
+        listening = {env[f"NNSERVE_{kind}_ADDRESS"].rsplit(":", 1)[1]
+                     for kind in ("HTTP", "GRPC", "METRICS")}
+        self.assertEqual(listening, published)
+        for kind in ("HTTP", "GRPC", "METRICS"):
+            self.assertTrue(env[f"NNSERVE_{kind}_ADDRESS"].startswith("0.0.0.0:"),
+                            f"NNSERVE_{kind}_ADDRESS must listen beyond the container")
         self.assertTrue(nnserve.get("read_only"), "root filesystem not read-only")
         self.assertNotIn(str(nnserve.get("user", "")).split(":")[0], ("", "0", "root"))
         self.assertIn("ALL", nnserve.get("cap_drop", []))

@@ -62,8 +62,9 @@ class DockerfileTest(unittest.TestCase):
 
     def test_runtime_contract(self):
         self.assertEqual(self.args("USER"), ["10001:0"])
+        # REST (Open Inference Protocol), gRPC, metrics.
         self.assertEqual(sorted(" ".join(self.args("EXPOSE")).split()),
-                         ["50051", "9464"])
+                         ["50051", "8000", "9464"])
         healthcheck = " ".join(self.args("HEALTHCHECK"))
         self.assertRegex(healthcheck, r'CMD \["nnserve-cli", (.*, )?"health"\]')
         self.assertEqual(self.args("ENTRYPOINT"), ['["nnserve"]'])
@@ -72,8 +73,13 @@ class DockerfileTest(unittest.TestCase):
         for setting in ("NNSERVE_MODEL_REPOSITORY=/models",
                         "NNSERVE_GRPC_ADDRESS=0.0.0.0:50051",
                         "NNSERVE_METRICS_ADDRESS=0.0.0.0:9464",
+                        "NNSERVE_HTTP_ADDRESS=0.0.0.0:8000",
                         "NNSERVE_ADDRESS=127.0.0.1:50051"):
             self.assertIn(setting, env)
+        # Every exposed port is one nnserve listens on.
+        listen = {a.rsplit(":", 1)[1] for a in re.findall(
+            r"NNSERVE_(?:GRPC|METRICS|HTTP)_ADDRESS=(\S+)", env)}
+        self.assertEqual(listen, set(" ".join(self.args("EXPOSE")).split()))
         copies = self.args("COPY")
         self.assertTrue(any(c.endswith("/models/") for c in copies), copies)
         self.assertTrue(any("/usr/local/bin/" in c for c in copies), copies)

@@ -1,7 +1,8 @@
 """Renders the Kubernetes base with `kubectl kustomize deploy/k8s` and checks
-the objects: gRPC health probes, security context, named ports that the
-Service and scrape annotations agree on, the model repository volume, and the
-HorizontalPodAutoscaler's target. Fails when kubectl is missing."""
+the objects: gRPC health probes, security context, named ports (grpc, http
+for REST, metrics) that the env, the Service and the scrape annotations
+agree on, the model repository volume, and the HorizontalPodAutoscaler's
+target. Fails when kubectl is missing."""
 
 import unittest
 
@@ -43,11 +44,14 @@ class KustomizeTest(unittest.TestCase):
                          ["Deployment", "HorizontalPodAutoscaler",
                           "PodDisruptionBudget", "Service"])
 
-    def test_named_grpc_and_metrics_ports(self):
-        self.assertEqual(self.ports, {"grpc": 50051, "metrics": 9464})
+    def test_named_grpc_http_and_metrics_ports(self):
+        self.assertEqual(self.ports, {"grpc": 50051, "http": 8000, "metrics": 9464})
         env = {e["name"]: e.get("value") for e in self.container["env"]}
         self.assertEqual(env["NNSERVE_GRPC_ADDRESS"], "0.0.0.0:50051")
+        self.assertEqual(env["NNSERVE_HTTP_ADDRESS"], "0.0.0.0:8000")
         self.assertEqual(env["NNSERVE_METRICS_ADDRESS"], "0.0.0.0:9464")
+        for port in self.container["ports"]:
+            self.assertEqual(port.get("protocol", "TCP"), "TCP")
 
     def test_grpc_health_probes(self):
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -102,9 +106,13 @@ class KustomizeTest(unittest.TestCase):
         for key, value in service["spec"]["selector"].items():
             self.assertEqual(labels.get(key), value, f"selector {key}={value}")
         ports = {p["name"]: p for p in service["spec"]["ports"]}
-        self.assertEqual(sorted(ports), ["grpc", "metrics"])
+        self.assertEqual(sorted(ports), ["grpc", "http", "metrics"])
         for name, port in ports.items():
             self.assertEqual(port["targetPort"], name)
+            # Callers use the same numbers inside and outside the cluster.
+            self.assertEqual(port["port"], self.ports[name])
+        self.assertEqual(ports["grpc"]["appProtocol"], "kubernetes.io/h2c")
+        self.assertEqual(ports["http"]["appProtocol"], "http")
         selector = self.deployment["spec"]["selector"]["matchLabels"]
         for key, value in selector.items():
             self.assertEqual(labels.get(key), value)
