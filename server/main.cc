@@ -62,6 +62,19 @@ int main(int argc, char** argv) {
       ->envname("NNSERVE_METRICS_ADDRESS")
       ->capture_default_str();
   serve_cmd
+      ->add_option("--http-address", serve.http_address,
+                   "Open Inference Protocol REST/JSON listen address "
+                   "host:port (empty: no REST endpoint)")
+      ->envname("NNSERVE_HTTP_ADDRESS")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--http-threads", serve.http_threads,
+                   "REST worker threads: connections served at once (a "
+                   "kept-alive connection holds one)")
+      ->envname("NNSERVE_HTTP_THREADS")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  serve_cmd
       ->add_option("--threads", serve.threads,
                    "Inference worker threads (default: hardware cores)")
       ->envname("NNSERVE_THREADS")

@@ -26,8 +26,10 @@
 #include "grpcpp/resource_quota.h"
 #include "prometheus/exposer.h"
 #include "server/frontend/inference_service.h"
+#include "server/frontend/oip_core.h"
 #include "server/frontend/oip_service.h"
 #include "server/frontend/repository_service.h"
+#include "server/http/rest_server.h"
 #include "server/lifecycle/message_limit.h"
 #include "server/lifecycle/model_lifecycle.h"
 #include "server/lifecycle/model_registry.h"
@@ -48,11 +50,11 @@ constexpr char kServiceName[] = "nnserve.v1.Inference";
 constexpr auto kWatchGrace = std::chrono::milliseconds(250);
 
 absl::Status WritePortFile(const std::string& path, int grpc_port,
-                           int metrics_port) {
+                           int metrics_port, int http_port) {
   const std::string temp = path + ".tmp";
   {
     std::ofstream file(temp, std::ios::trunc);
-    file << grpc_port << " " << metrics_port << "\n";
+    file << grpc_port << " " << metrics_port << " " << http_port << "\n";
     if (!file) {
       return absl::PermissionDeniedError(
           absl::StrCat("cannot write port file '", temp, "'"));
@@ -160,7 +162,8 @@ void LogSettings(const ServeOptions& o) {
       mode.ok() ? std::string(TlsModeName(*mode)) : "invalid";
   spdlog::info(
       "event=starting version={} model_repository={} grpc_address={} "
-      "metrics_address={} threads={} intra_op_threads={} max_batch_rows={} "
+      "metrics_address={} http_address={} http_threads={} threads={} "
+      "intra_op_threads={} max_batch_rows={} "
       "max_message_bytes={} max_queued_requests={} inline_work_limit={} "
       "dynamic_batching={} batching_max_batch_rows={} "
       "batching_max_queue_delay_us={} batching_max_queue_size={} "
@@ -170,11 +173,12 @@ void LogSettings(const ServeOptions& o) {
       "model_load_threads={} port_file={} tls={} tls_cert_file={} "
       "tls_key_file={} tls_client_ca_file={} tls_reload_seconds={}",
       o.build_version, LogQuote(o.model_repository), o.grpc_address,
-      o.metrics_address, o.threads, o.intra_op_threads, o.max_batch_rows,
-      o.max_message_bytes, o.max_queued_requests, o.inline_work_limit,
-      o.dynamic_batching, o.batching_max_batch_rows,
-      o.batching_max_queue_delay_us, o.batching_max_queue_size, o.drain_seconds,
-      o.shutdown_timeout_seconds, o.allow_load_failures, o.layer_timing,
+      o.metrics_address, LogQuote(o.http_address), o.http_threads, o.threads,
+      o.intra_op_threads, o.max_batch_rows, o.max_message_bytes,
+      o.max_queued_requests, o.inline_work_limit, o.dynamic_batching,
+      o.batching_max_batch_rows, o.batching_max_queue_delay_us,
+      o.batching_max_queue_size, o.drain_seconds, o.shutdown_timeout_seconds,
+      o.allow_load_failures, o.layer_timing,
       ModelControlModeName(o.model_control_mode), o.repository_poll_seconds,
       LogQuote(absl::StrJoin(o.load_models, ",")), o.model_load_threads,
       LogQuote(o.port_file), tls_mode, LogQuote(o.tls.cert_file),
@@ -236,11 +240,18 @@ absl::Status RunServe(const ServeOptions& options) {
   const int64_t max_queued_bytes = options.max_queued_bytes > 0
                                        ? options.max_queued_bytes
                                        : options.max_memory_bytes / 8;
+  // REST bodies being read and decoded get an eighth as well (see
+  // server/http/rest_server.h); their size limit is four times the message
+  // limit, as JSON numbers take about four times the bytes of float32.
+  const int64_t rest_budget_bytes =
+      std::max<int64_t>(options.max_memory_bytes / 8, 1);
+  const int64_t rest_body_bytes = 4 * message_limit;
   spdlog::info(
       "event=memory_limits max_memory_bytes={} grpc_quota_bytes={} "
-      "max_queued_bytes={} max_concurrent_streams={}",
+      "max_queued_bytes={} max_concurrent_streams={} rest_budget_bytes={} "
+      "rest_max_body_bytes={}",
       options.max_memory_bytes, grpc_quota_bytes, max_queued_bytes,
-      options.max_concurrent_streams);
+      options.max_concurrent_streams, rest_budget_bytes, rest_body_bytes);
   Scheduler scheduler(Scheduler::Options{
       .threads = options.threads,
       .intra_op_threads = options.intra_op_threads,
@@ -321,9 +332,34 @@ absl::Status RunServe(const ServeOptions& options) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus(false);
   health->SetServingStatus(kServiceName, false);
+  // The Open Inference Protocol's REST binding: the same core as the gRPC
+  // service, on its own port; /v2/health/ready is 503 until the models are
+  // loaded.
+  OipCore rest_core(&registry, &scheduler,
+                    ServiceOptions{.max_batch_rows = options.max_batch_rows,
+                                   .max_message_bytes = message_limit},
+                    options.build_version);
+  std::unique_ptr<RestServer> rest;
+  if (!options.http_address.empty()) {
+    absl::StatusOr<std::unique_ptr<RestServer>> started = RestServer::Start(
+        RestServer::Options{.address = options.http_address,
+                            .threads = options.http_threads,
+                            .max_body_bytes = rest_body_bytes,
+                            .memory_budget_bytes = rest_budget_bytes,
+                            .tls = options.tls},
+        &rest_core, &registry);
+    if (!started.ok()) {
+      server->Shutdown(std::chrono::system_clock::now());
+      scheduler.Shutdown();
+      return Fail(started.status());
+    }
+    rest = *std::move(started);
+  }
+  const int http_port = rest != nullptr ? rest->port() : 0;
   spdlog::info(
-      "event=listening grpc_port={} metrics_port={} health=NOT_SERVING",
-      grpc_port, metrics_port);
+      "event=listening grpc_port={} metrics_port={} http_port={} "
+      "health=NOT_SERVING",
+      grpc_port, metrics_port, http_port);
 
   const auto load_start = std::chrono::steady_clock::now();
   absl::Status loaded = lifecycle.Start();
@@ -345,13 +381,14 @@ absl::Status RunServe(const ServeOptions& options) {
     health->SetServingStatus("", true);
     health->SetServingStatus(kServiceName, true);
     oip_service.SetReady(true);
+    if (rest != nullptr) rest->SetReady(true);
     spdlog::info(
-        "event=serving grpc_port={} metrics_port={} "
+        "event=serving grpc_port={} metrics_port={} http_port={} "
         "load_duration_seconds={:.3f}",
-        grpc_port, metrics_port, load_seconds);
+        grpc_port, metrics_port, http_port, load_seconds);
     if (!options.port_file.empty()) {
       absl::Status written =
-          WritePortFile(options.port_file, grpc_port, metrics_port);
+          WritePortFile(options.port_file, grpc_port, metrics_port, http_port);
       if (!written.ok()) {
         server->Shutdown(std::chrono::system_clock::now());
         lifecycle.Stop();
@@ -374,11 +411,13 @@ absl::Status RunServe(const ServeOptions& options) {
     service.BeginDrain();
     repository_service.BeginDrain();
     oip_service.BeginDrain();
+    if (rest != nullptr) rest->BeginDrain();
   };
   const bool drain_period = served && options.drain_seconds > 0;
   if (!drain_period) refuse_new_calls();
   health->SetServingStatus(false);
   oip_service.SetReady(false);
+  if (rest != nullptr) rest->SetReady(false);
   spdlog::info(
       "event=drain_started drain_seconds={} shutdown_timeout_seconds={} "
       "health=NOT_SERVING",
@@ -397,7 +436,8 @@ absl::Status RunServe(const ServeOptions& options) {
           std::chrono::duration<double>(options.shutdown_timeout_seconds));
   const bool drained = service.WaitForIdle(deadline) &&
                        repository_service.WaitForIdle(deadline) &&
-                       oip_service.WaitForIdle(deadline);
+                       oip_service.WaitForIdle(deadline) &&
+                       (rest == nullptr || rest->WaitForIdle(deadline));
   if (!drained) {
     spdlog::warn(
         "event=shutdown_timeout action=close_connections timeout_seconds={}",

@@ -2,15 +2,18 @@
 //
 // Objects, in construction order: ServerMetrics (+ Prometheus exposer on
 // --metrics-address, /metrics) → Scheduler → ModelRegistry →
-// ModelLifecycle → InferenceService and ModelRepositoryService on one gRPC
-// server (+ grpc.health.v1.Health + reflection v1alpha).
+// ModelLifecycle → InferenceService, ModelRepositoryService and the Open
+// Inference Protocol's GRPCInferenceService on one gRPC server
+// (+ grpc.health.v1.Health + reflection v1alpha) → the Open Inference
+// Protocol's REST binding on --http-address (server/http/rest_server.h).
 //
 // Start-up: the gRPC server listens on --grpc-address with health
 // NOT_SERVING → the lifecycle scans the repository and loads (and warms
 // up) what --model-control-mode selects → health SERVING for "" and
 // "nnserve.v1.Inference" → one machine-readable log line
-//   event=serving grpc_port=NNNNN metrics_port=MMMMM
-// and, with --port-file, the file "grpc_port metrics_port\n" (written
+//   event=serving grpc_port=NNNNN metrics_port=MMMMM http_port=HHHHH
+// and, with --port-file, the file "grpc_port metrics_port http_port\n"
+// (http_port 0 without --http-address; written
 // atomically: temp file + rename). In mode none a load failure exits
 // non-zero with the full validation message unless --allow-load-failures;
 // poll and explicit never refuse to start because of a bad model.
@@ -20,8 +23,8 @@
 //
 // Shutdown on SIGTERM/SIGINT (see signals.h): health NOT_SERVING → calls
 // still served for --drain-seconds (so balancers can move away) → both
-// services refuse new calls with UNAVAILABLE → calls already accepted (and
-// loads asked for over the ModelRepository service) finish, up to
+// services (and REST, 503) refuse new calls with UNAVAILABLE → calls already
+// accepted (and loads asked for over the ModelRepository service) finish, up to
 // --shutdown-timeout → the lifecycle stops → the scheduler joins its
 // workers → the metrics endpoint stops (it stays up during the drain) →
 // the process exits 0 without shutting the gRPC server down, so that no
@@ -47,6 +50,9 @@ struct ServeOptions {
   std::string model_repository;
   std::string grpc_address = "0.0.0.0:50051";
   std::string metrics_address = "0.0.0.0:9464";
+  // The Open Inference Protocol's REST binding; empty: none.
+  std::string http_address = "0.0.0.0:8000";
+  int http_threads = 32;     // civetweb threads: concurrent REST connections.
   int threads = 1;           // Inference workers.
   int intra_op_threads = 1;  // OpenMP threads per forward pass.
   int64_t max_batch_rows = 1024;

@@ -10,6 +10,8 @@
 // TrackedReactor is the unary reactor that does the counting: constructing
 // one counts a call in, its OnDone (after Finish) deletes it and counts the
 // call out. Services derive their reactors from it or use it as is.
+// TrackedCall does the same for transports without reactors (the REST
+// endpoint): it counts a call in for its own lifetime.
 //
 // Thread-safe. The tracker must outlive every reactor that counts into it.
 #ifndef NNSERVE_SERVER_FRONTEND_CALL_TRACKER_H_
@@ -39,6 +41,7 @@ class CallTracker {
 
  private:
   friend class TrackedReactor;
+  friend class TrackedCall;
   void CallStarted() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
   void CallEnded();
 
@@ -63,6 +66,19 @@ class TrackedReactor : public grpc::ServerUnaryReactor {
     delete this;
     tracker->CallEnded();
   }
+
+ private:
+  CallTracker* const tracker_;
+};
+
+class TrackedCall {
+ public:
+  explicit TrackedCall(CallTracker* tracker) : tracker_(tracker) {
+    tracker_->CallStarted();
+  }
+  ~TrackedCall() { tracker_->CallEnded(); }
+  TrackedCall(const TrackedCall&) = delete;
+  TrackedCall& operator=(const TrackedCall&) = delete;
 
  private:
   CallTracker* const tracker_;

@@ -22,6 +22,8 @@ std::string_view MethodName(Method method) {
       return "UnloadModel";
     case Method::kModelInfer:
       return "ModelInfer";
+    case Method::kRestInfer:
+      return "rest_infer";
   }
   return "Unknown";
 }
@@ -155,7 +157,8 @@ ServerMetrics::ServerMetrics(std::string_view build_version)
 
 RequestMetrics* ServerMetrics::ForModel(std::string_view model) {
   return CreateRequestMetrics(
-      model, {Method::kPredict, Method::kModelInfo, Method::kModelInfer});
+      model, {Method::kPredict, Method::kModelInfo, Method::kModelInfer,
+              Method::kRestInfer});
 }
 
 RequestMetrics* ServerMetrics::CreateRequestMetrics(

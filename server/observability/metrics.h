@@ -65,10 +65,11 @@ enum class Method {
   kLoadModel = 3,
   kUnloadModel = 4,
   kModelInfer = 5,  // inference.GRPCInferenceService (Open Inference Protocol)
+  kRestInfer = 6,   // The Open Inference Protocol's REST infer endpoint.
 };
-inline constexpr int kNumMethods = 6;
+inline constexpr int kNumMethods = 7;
 // "Predict", "ModelInfo", "ListModels", "LoadModel", "UnloadModel",
-// "ModelInfer".
+// "ModelInfer", "rest_infer".
 std::string_view MethodName(Method method);
 
 // Latency buckets: 1 µs × 2^k for k = 0..23 (1 µs … ≈ 8.4 s).

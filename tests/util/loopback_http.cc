@@ -89,6 +89,15 @@ absl::StatusOr<std::string> Dechunk(absl::string_view body,
 
 absl::StatusOr<HttpResponse> HttpGet(int port, absl::string_view path,
                                      std::chrono::milliseconds timeout) {
+  return HttpRequest(port, "GET", path, "", {{"Accept", "text/plain"}},
+                     timeout);
+}
+
+absl::StatusOr<HttpResponse> HttpRequest(int port, absl::string_view method,
+                                         absl::string_view path,
+                                         absl::string_view body,
+                                         const HttpHeaders& headers,
+                                         std::chrono::milliseconds timeout) {
   const std::string url = absl::StrCat("http://127.0.0.1:", port, path);
   const Clock::time_point deadline = Clock::now() + timeout;
   Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -116,10 +125,15 @@ absl::StatusOr<HttpResponse> HttpGet(int port, absl::string_view path,
     }
   }
 
-  const std::string request =
-      absl::StrCat("GET ", path,
-                   " HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\n"
-                   "Connection: close\r\n\r\n");
+  std::string request =
+      absl::StrCat(method, " ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+  for (const auto& [name, value] : headers) {
+    absl::StrAppend(&request, name, ": ", value, "\r\n");
+  }
+  if (!body.empty() || method == "POST") {
+    absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n");
+  }
+  absl::StrAppend(&request, "Connection: close\r\n\r\n", body);
   size_t sent = 0;
   while (sent < request.size()) {
     if (!WaitReady(fd.get(), POLLOUT, deadline)) {
@@ -175,15 +189,15 @@ absl::StatusOr<HttpResponse> HttpGet(int port, absl::string_view path,
     response.headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
         std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
   }
-  absl::string_view body = absl::string_view(raw).substr(header_end + 4);
+  absl::string_view payload = absl::string_view(raw).substr(header_end + 4);
   auto te = response.headers.find("transfer-encoding");
   if (te != response.headers.end() &&
       absl::AsciiStrToLower(te->second) == "chunked") {
-    absl::StatusOr<std::string> dechunked = Dechunk(body, url);
+    absl::StatusOr<std::string> dechunked = Dechunk(payload, url);
     if (!dechunked.ok()) return dechunked.status();
     response.body = *std::move(dechunked);
   } else {
-    response.body = std::string(body);
+    response.body = std::string(payload);
   }
   return response;
 }

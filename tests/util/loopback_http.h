@@ -1,5 +1,6 @@
-// A minimal blocking HTTP/1.0 GET client for 127.0.0.1, used by integration
-// tests to scrape the server's Prometheus /metrics endpoint without curl.
+// A minimal blocking HTTP/1.0 client for 127.0.0.1, used by integration
+// tests to scrape the server's Prometheus /metrics endpoint and to call its
+// REST endpoint without curl.
 // Also: picking a free loopback TCP port. Stateless; thread-safe (each call
 // uses its own socket).
 #ifndef NNSERVE_TESTS_UTIL_LOOPBACK_HTTP_H_
@@ -9,6 +10,8 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -27,6 +30,15 @@ struct HttpResponse {
 absl::StatusOr<HttpResponse> HttpGet(
     int port, absl::string_view path,
     std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
+
+// `method` http://127.0.0.1:<port><path> with `body` (a Content-Length is
+// sent for a body and for every POST) and extra `headers`.
+absl::StatusOr<HttpResponse> HttpRequest(
+    int port, absl::string_view method, absl::string_view path,
+    absl::string_view body, const HttpHeaders& headers = {},
+    std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
 // released). Another process may take it before you do; prefer port 0 +

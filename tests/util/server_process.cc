@@ -132,6 +132,7 @@ absl::Status ServerProcess::Spawn(const ServerOptions& options) {
       absl::StrCat("--model-repository=", options.model_repository.string()),
       absl::StrCat("--grpc-address=", options.grpc_address),
       absl::StrCat("--metrics-address=", options.metrics_address),
+      absl::StrCat("--http-address=", options.http_address),
       absl::StrCat("--port-file=", port_file_.string()),
   };
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
@@ -298,16 +299,19 @@ absl::Status ServerProcess::WaitForPorts(std::chrono::milliseconds timeout) {
     std::vector<absl::string_view> fields =
         absl::StrSplit(absl::string_view(text).substr(0, text.size() - 1), ' ',
                        absl::SkipEmpty());
-    int grpc = 0, metrics = 0;
-    if (fields.size() != 2 || !absl::SimpleAtoi(fields[0], &grpc) ||
-        !absl::SimpleAtoi(fields[1], &metrics) || grpc <= 0 || metrics <= 0) {
-      parse_error =
-          absl::StrCat("port file ", port_file_.string(), " holds '", text,
-                       "', expected \"<grpc_port> <metrics_port>\\n\"");
+    int grpc = 0, metrics = 0, http = 0;
+    if (fields.size() != 3 || !absl::SimpleAtoi(fields[0], &grpc) ||
+        !absl::SimpleAtoi(fields[1], &metrics) ||
+        !absl::SimpleAtoi(fields[2], &http) || grpc <= 0 || metrics <= 0 ||
+        http < 0) {
+      parse_error = absl::StrCat(
+          "port file ", port_file_.string(), " holds '", text,
+          "', expected \"<grpc_port> <metrics_port> <http_port>\\n\"");
       return true;
     }
     grpc_port_ = grpc;
     metrics_port_ = metrics;
+    http_port_ = http;
     return true;
   };
   absl::Status status = WaitUntil(

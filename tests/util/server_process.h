@@ -50,6 +50,8 @@ struct ServerOptions {
   // back from the --port-file the server writes once it is serving.
   std::string grpc_address = "127.0.0.1:0";
   std::string metrics_address = "127.0.0.1:0";
+  // The REST endpoint; empty: none.
+  std::string http_address = "127.0.0.1:0";
   // Further `serve` flags, e.g. {"--max-batch-rows=8", "--threads=2"}.
   std::vector<std::string> extra_args;
   // Environment variables set (or overridden) in the child.
@@ -89,9 +91,9 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
   ~ServerProcess();
 
-  // Waits until the port file holds "grpc_port metrics_port\n" and records
-  // the ports. Fails (with the log tail) if the child exits first or the
-  // timeout passes.
+  // Waits until the port file holds "grpc_port metrics_port http_port\n"
+  // and records the ports. Fails (with the log tail) if the child exits first
+  // or the timeout passes.
   absl::Status WaitForPorts(std::chrono::milliseconds timeout);
 
   // Polls `probe` (every few ms) until it returns true. Fails with the log
@@ -109,6 +111,8 @@ class ServerProcess {
   pid_t pid() const { return pid_; }
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  // The REST port; 0 when started with an empty http_address.
+  int http_port() const { return http_port_; }
   // "127.0.0.1:<grpc_port>", for grpc::CreateChannel.
   std::string grpc_target() const;
 
@@ -142,6 +146,7 @@ class ServerProcess {
   ExitStatus exit_status_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
 };
 
 }  // namespace nnserve::testing

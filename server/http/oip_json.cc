@@ -1,0 +1,543 @@
+#include "server/http/oip_json.h"
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/str_util.h"
+#include "formats/half.h"
+#include "nlohmann/json.hpp"
+
+namespace nnserve::server {
+
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "raw tensor bytes are little-endian");
+
+using nlohmann::json;
+
+absl::Status Invalid(std::string_view path, std::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(Sv(path), " ", Sv(problem)));
+}
+
+// "a number", "an array", ... for messages.
+std::string TypeOf(const json& value) {
+  if (value.is_number()) return "a number";
+  if (value.is_array() || value.is_object()) {
+    return absl::StrCat("an ", value.type_name());
+  }
+  if (value.is_null()) return "null";
+  return absl::StrCat("a ", value.type_name());
+}
+
+// `object[key]` as a string; absent -> `fallback` when given, else an error.
+absl::StatusOr<std::string> StringField(const json& object,
+                                        std::string_view path, const char* key,
+                                        const char* fallback = nullptr) {
+  auto it = object.find(key);
+  if (it == object.end()) {
+    if (fallback != nullptr) return std::string(fallback);
+    return Invalid(absl::StrCat(Sv(path), ".", key), "is missing");
+  }
+  if (!it->is_string()) {
+    return Invalid(absl::StrCat(Sv(path), ".", key),
+                   absl::StrCat("is ", TypeOf(*it), "; expected a string"));
+  }
+  return it->get<std::string>();
+}
+
+// The element count `shape` describes, or nullopt past int64.
+std::optional<int64_t> ElementCount(std::span<const int64_t> shape) {
+  int64_t count = 1;
+  for (int64_t dim : shape) {
+    if (dim != 0 && count > std::numeric_limits<int64_t>::max() / dim) {
+      return std::nullopt;
+    }
+    count *= dim;
+  }
+  return count;
+}
+
+// The numbers of `data` in row-major order: flat, or nested to match
+// `shape` exactly.
+class DataReader {
+ public:
+  DataReader(std::string path, std::span<const int64_t> shape,
+             std::vector<double>* out)
+      : path_(std::move(path)), shape_(shape), out_(out) {}
+
+  absl::Status Read(const json& data) {
+    if (!data.is_array()) {
+      return Invalid(path_, absl::StrCat("is ", TypeOf(data),
+                                         "; expected an array of numbers, flat "
+                                         "or nested to match the shape"));
+    }
+    if (!data.empty() && data.front().is_array()) return Nested(data, 0);
+    const std::optional<int64_t> count = ElementCount(shape_);
+    if (!count.has_value() || *count != static_cast<int64_t>(data.size())) {
+      return Invalid(
+          path_,
+          absl::StrCat("has ", data.size(), " values; shape [",
+                       absl::StrJoin(shape_, ", "), "] needs ", Count(count)));
+    }
+    out_->reserve(data.size());
+    for (size_t i = 0; i < data.size(); ++i) {
+      absl::Status status = Number(data[i], {i});
+      if (!status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static std::string Count(std::optional<int64_t> count) {
+    return count.has_value() ? absl::StrCat(*count) : "more than 2^63";
+  }
+
+  std::string PathOf(const std::vector<size_t>& index) const {
+    std::string path = path_;
+    for (size_t i : index) absl::StrAppend(&path, "[", i, "]");
+    return path;
+  }
+
+  absl::Status Number(const json& value, const std::vector<size_t>& index) {
+    if (!value.is_number()) {
+      return Invalid(PathOf(index),
+                     absl::StrCat("is ", TypeOf(value), "; expected a number"));
+    }
+    out_->push_back(value.get<double>());
+    return absl::OkStatus();
+  }
+
+  absl::Status Nested(const json& array, size_t depth) {
+    if (depth >= shape_.size()) {
+      return Invalid(PathOf(index_),
+                     absl::StrCat("is nested ", depth + 1, " deep; shape [",
+                                  absl::StrJoin(shape_, ", "), "] has rank ",
+                                  shape_.size()));
+    }
+    if (static_cast<int64_t>(array.size()) != shape_[depth]) {
+      return Invalid(PathOf(index_),
+                     absl::StrCat("has ", array.size(), " elements; shape [",
+                                  absl::StrJoin(shape_, ", "), "] needs ",
+                                  shape_[depth], " at depth ", depth));
+    }
+    const bool leaves = depth + 1 == shape_.size();
+    for (size_t i = 0; i < array.size(); ++i) {
+      index_.push_back(i);
+      const json& element = array[i];
+      absl::Status status;
+      if (leaves) {
+        status = Number(element, index_);
+      } else if (!element.is_array()) {
+        status = Invalid(PathOf(index_),
+                         absl::StrCat("is ", TypeOf(element),
+                                      "; expected an array (the shape has "
+                                      "rank ",
+                                      shape_.size(), ")"));
+      } else {
+        status = Nested(element, depth + 1);
+      }
+      if (!status.ok()) return status;
+      index_.pop_back();
+    }
+    return absl::OkStatus();
+  }
+
+  const std::string path_;
+  const std::span<const int64_t> shape_;
+  std::vector<double>* const out_;
+  std::vector<size_t> index_;
+};
+
+template <typename T>
+void AppendBytes(T value, std::string* out) {
+  char bytes[sizeof(T)];
+  std::memcpy(bytes, &value, sizeof(T));
+  out->append(bytes, sizeof(T));
+}
+
+// `values` as the little-endian bytes of `datatype` (FP32, FP64, FP16 or
+// BF16).
+void EncodeNumbers(std::string_view datatype, const std::vector<double>& values,
+                   std::string* out) {
+  if (datatype == "FP32") {
+    out->reserve(values.size() * 4);
+    for (double v : values) AppendBytes(static_cast<float>(v), out);
+  } else if (datatype == "FP64") {
+    out->reserve(values.size() * 8);
+    for (double v : values) AppendBytes(v, out);
+  } else if (datatype == "FP16") {
+    out->reserve(values.size() * 2);
+    for (double v : values) {
+      AppendBytes(formats::FloatToHalfBits(static_cast<float>(v)), out);
+    }
+  } else {
+    out->reserve(values.size() * 2);
+    for (double v : values) {
+      AppendBytes(formats::FloatToBf16Bits(static_cast<float>(v)), out);
+    }
+  }
+}
+
+// Parameters the server does not act on are accepted and ignored, as the
+// protocol allows; these are the ones it reads.
+absl::StatusOr<bool> BoolParameter(const json& parameters,
+                                   std::string_view path, const char* key) {
+  auto it = parameters.find(key);
+  if (it == parameters.end()) return false;
+  if (!it->is_boolean()) {
+    return Invalid(absl::StrCat(Sv(path), ".", key),
+                   absl::StrCat("is ", TypeOf(*it), "; expected a boolean"));
+  }
+  return it->get<bool>();
+}
+
+absl::StatusOr<const json*> ParametersOf(const json& object,
+                                         std::string_view path) {
+  static const json kNone = json::object();
+  auto it = object.find("parameters");
+  if (it == object.end()) return &kNone;
+  if (!it->is_object()) {
+    return Invalid(absl::StrCat(Sv(path), ".parameters"),
+                   absl::StrCat("is ", TypeOf(*it), "; expected an object"));
+  }
+  return &*it;
+}
+
+// Reads inputs[i] into `tensor` (its shape and datatype) and its data into
+// `raw`, from JSON or from the binary section at `*binary`.
+absl::Status ReadInput(const json& input, const std::string& path,
+                       std::string_view* binary,
+                       inference::ModelInferRequest::InferInputTensor* tensor,
+                       std::string* raw) {
+  if (!input.is_object()) {
+    return Invalid(path,
+                   absl::StrCat("is ", TypeOf(input), "; expected an object"));
+  }
+  absl::StatusOr<std::string> name = StringField(input, path, "name");
+  if (!name.ok()) return name.status();
+  absl::StatusOr<std::string> datatype = StringField(input, path, "datatype");
+  if (!datatype.ok()) return datatype.status();
+  tensor->set_name(*std::move(name));
+  tensor->set_datatype(*datatype);
+
+  auto shape = input.find("shape");
+  if (shape == input.end() || !shape->is_array()) {
+    return Invalid(absl::StrCat(path, ".shape"),
+                   shape == input.end()
+                       ? "is missing"
+                       : absl::StrCat("is ", TypeOf(*shape),
+                                      "; expected an array of integers"));
+  }
+  for (size_t d = 0; d < shape->size(); ++d) {
+    const json& dim = (*shape)[d];
+    if (!dim.is_number_integer() || dim.get<int64_t>() < 0) {
+      return Invalid(
+          absl::StrCat(path, ".shape[", d, "]"),
+          absl::StrCat("is ", dim.dump(), "; expected a non-negative integer"));
+    }
+    tensor->add_shape(dim.get<int64_t>());
+  }
+
+  absl::StatusOr<const json*> parameters = ParametersOf(input, path);
+  if (!parameters.ok()) return parameters.status();
+  auto binary_size = (*parameters)->find("binary_data_size");
+  if (binary_size != (*parameters)->end()) {
+    if (!binary_size->is_number_unsigned()) {
+      return Invalid(absl::StrCat(path, ".parameters.binary_data_size"),
+                     absl::StrCat("is ", binary_size->dump(),
+                                  "; expected a non-negative integer"));
+    }
+    const uint64_t size = binary_size->get<uint64_t>();
+    if (size > binary->size()) {
+      return Invalid(
+          absl::StrCat(path, ".parameters.binary_data_size"),
+          absl::StrCat("is ", size, " bytes but only ", binary->size(),
+                       " bytes of binary data follow the JSON "
+                       "(Inference-Header-Content-Length)"));
+    }
+    raw->assign(binary->substr(0, size));
+    binary->remove_prefix(size);
+    if (input.contains("data")) {
+      return Invalid(path,
+                     "has both \"data\" and parameters.binary_data_size; "
+                     "expected one of them");
+    }
+    return absl::OkStatus();
+  }
+
+  // Other datatypes go on without data: OipCore names what is accepted.
+  if (*datatype != "FP32" && *datatype != "FP64" && *datatype != "FP16" &&
+      *datatype != "BF16") {
+    return absl::OkStatus();
+  }
+  auto data = input.find("data");
+  if (data == input.end()) {
+    return Invalid(absl::StrCat(path, ".data"), "is missing");
+  }
+  std::vector<int64_t> dims(tensor->shape().begin(), tensor->shape().end());
+  std::vector<double> values;
+  absl::Status read =
+      DataReader(absl::StrCat(path, ".data"), dims, &values).Read(*data);
+  if (!read.ok()) return read;
+  EncodeNumbers(*datatype, values, raw);
+  return absl::OkStatus();
+}
+
+absl::Status ReadOutput(const json& output, const std::string& path,
+                        HttpInferRequest* parsed) {
+  if (!output.is_object()) {
+    return Invalid(path,
+                   absl::StrCat("is ", TypeOf(output), "; expected an object"));
+  }
+  absl::StatusOr<std::string> name = StringField(output, path, "name");
+  if (!name.ok()) return name.status();
+  inference::ModelInferRequest::InferRequestedOutputTensor* requested =
+      parsed->request.add_outputs();
+  requested->set_name(*name);
+  absl::StatusOr<const json*> parameters = ParametersOf(output, path);
+  if (!parameters.ok()) return parameters.status();
+  auto k = (*parameters)->find("classification");
+  if (k != (*parameters)->end()) {
+    if (!k->is_number_integer()) {
+      return Invalid(absl::StrCat(path, ".parameters.classification"),
+                     absl::StrCat("is ", k->dump(), "; expected an integer"));
+    }
+    (*requested->mutable_parameters())["classification"].set_int64_param(
+        k->get<int64_t>());
+  }
+  absl::StatusOr<bool> binary = BoolParameter(
+      **parameters, absl::StrCat(path, ".parameters"), "binary_data");
+  if (!binary.ok()) return binary.status();
+  if (*binary) parsed->binary_outputs.push_back(*std::move(name));
+  return absl::OkStatus();
+}
+
+std::string JsonString(std::string_view text) {
+  return json(std::string(text))
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void AppendFloat(float value, std::string* out) {
+  if (!std::isfinite(value)) {
+    out->append("null");
+    return;
+  }
+  char buffer[32];
+  auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, value);
+  out->append(buffer, end);
+}
+
+// An output's elements as JSON: FP32 numbers or BYTES strings.
+void AppendData(const inference::ModelInferResponse::InferOutputTensor& tensor,
+                std::string_view raw, bool has_raw, std::string* out) {
+  out->push_back('[');
+  bool first = true;
+  const auto separator = [&] {
+    if (!first) out->push_back(',');
+    first = false;
+  };
+  if (tensor.datatype() == "BYTES") {
+    if (has_raw) {
+      while (raw.size() >= 4) {
+        uint32_t length = 0;
+        std::memcpy(&length, raw.data(), 4);
+        raw.remove_prefix(4);
+        length = std::min<uint32_t>(length, raw.size());
+        separator();
+        out->append(JsonString(raw.substr(0, length)));
+        raw.remove_prefix(length);
+      }
+    } else {
+      for (const std::string& element : tensor.contents().bytes_contents()) {
+        separator();
+        out->append(JsonString(element));
+      }
+    }
+  } else if (has_raw) {
+    for (size_t i = 0; i + 4 <= raw.size(); i += 4) {
+      float value;
+      std::memcpy(&value, raw.data() + i, 4);
+      separator();
+      AppendFloat(value, out);
+    }
+  } else {
+    for (float value : tensor.contents().fp32_contents()) {
+      separator();
+      AppendFloat(value, out);
+    }
+  }
+  out->push_back(']');
+}
+
+}  // namespace
+
+absl::StatusOr<HttpInferRequest> ParseInferRequestJson(
+    std::string_view body, size_t json_size, std::string_view model,
+    std::string_view version) {
+  json_size = std::min(json_size, body.size());
+  json root;
+  try {
+    root = json::parse(body.substr(0, json_size));
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request body is not valid JSON: ", e.what(),
+        "; expected an inference request object {\"inputs\": [...]}"));
+  }
+  if (!root.is_object()) {
+    return Invalid("the request body", absl::StrCat("is ", TypeOf(root),
+                                                    "; expected an object "
+                                                    "{\"inputs\": [...]}"));
+  }
+  HttpInferRequest parsed;
+  inference::ModelInferRequest& request = parsed.request;
+  request.set_model_name(std::string(model));
+  request.set_model_version(std::string(version));
+  absl::StatusOr<std::string> id = StringField(root, "the request", "id", "");
+  if (!id.ok()) return id.status();
+  request.set_id(*std::move(id));
+  absl::StatusOr<const json*> parameters = ParametersOf(root, "the request");
+  if (!parameters.ok()) return parameters.status();
+  absl::StatusOr<bool> all_binary = BoolParameter(
+      **parameters, "the request's parameters", "binary_data_output");
+  if (!all_binary.ok()) return all_binary.status();
+  parsed.all_outputs_binary = *all_binary;
+
+  auto inputs = root.find("inputs");
+  if (inputs == root.end() || !inputs->is_array()) {
+    return Invalid("\"inputs\"",
+                   inputs == root.end()
+                       ? "is missing; expected an array of input tensors"
+                       : absl::StrCat("is ", TypeOf(*inputs),
+                                      "; expected an array of input tensors"));
+  }
+  std::string_view binary = body.substr(json_size);
+  for (size_t i = 0; i < inputs->size(); ++i) {
+    absl::Status status =
+        ReadInput((*inputs)[i], absl::StrCat("inputs[", i, "]"), &binary,
+                  request.add_inputs(), request.add_raw_input_contents());
+    if (!status.ok()) return status;
+  }
+  if (!binary.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        binary.size(),
+        " bytes of binary data follow the JSON but no input claims them; "
+        "expected the inputs' binary_data_size to add up to them"));
+  }
+  auto outputs = root.find("outputs");
+  if (outputs != root.end()) {
+    if (!outputs->is_array()) {
+      return Invalid("\"outputs\"",
+                     absl::StrCat("is ", TypeOf(*outputs),
+                                  "; expected an array of requested outputs"));
+    }
+    for (size_t i = 0; i < outputs->size(); ++i) {
+      absl::Status status =
+          ReadOutput((*outputs)[i], absl::StrCat("outputs[", i, "]"), &parsed);
+      if (!status.ok()) return status;
+    }
+  }
+  return parsed;
+}
+
+HttpInferResponse FormatInferResponse(
+    const inference::ModelInferResponse& response,
+    const HttpInferRequest& request) {
+  HttpInferResponse out;
+  std::string& body = out.body;
+  std::string binary;
+  absl::StrAppend(&body, "{\"model_name\":", JsonString(response.model_name()),
+                  ",\"model_version\":", JsonString(response.model_version()),
+                  ",\"id\":", JsonString(response.id()), ",\"outputs\":[");
+  const bool has_raw = response.raw_output_contents_size() > 0;
+  for (int i = 0; i < response.outputs_size(); ++i) {
+    const auto& tensor = response.outputs(i);
+    const std::string_view raw =
+        has_raw && i < response.raw_output_contents_size()
+            ? std::string_view(response.raw_output_contents(i))
+            : std::string_view();
+    absl::StrAppend(&body, i == 0 ? "" : ",",
+                    "{\"name\":", JsonString(tensor.name()),
+                    ",\"datatype\":", JsonString(tensor.datatype()),
+                    ",\"shape\":[", absl::StrJoin(tensor.shape(), ","), "]");
+    const bool as_binary =
+        has_raw &&
+        (request.all_outputs_binary ||
+         std::find(request.binary_outputs.begin(), request.binary_outputs.end(),
+                   tensor.name()) != request.binary_outputs.end());
+    if (as_binary) {
+      absl::StrAppend(
+          &body, ",\"parameters\":{\"binary_data_size\":", raw.size(), "}}");
+      binary.append(raw);
+    } else {
+      body.append(",\"data\":");
+      AppendData(tensor, raw, has_raw, &body);
+      body.push_back('}');
+    }
+  }
+  body.append("]}");
+  out.json_size = body.size();
+  body.append(binary);
+  return out;
+}
+
+std::string ModelMetadataJson(
+    const inference::ModelMetadataResponse& response) {
+  const auto tensors = [](const auto& list) {
+    nlohmann::ordered_json array = nlohmann::ordered_json::array();
+    for (const auto& tensor : list) {
+      array.push_back({{"name", tensor.name()},
+                       {"datatype", tensor.datatype()},
+                       {"shape", std::vector<int64_t>(tensor.shape().begin(),
+                                                      tensor.shape().end())}});
+    }
+    return array;
+  };
+  nlohmann::ordered_json body = {
+      {"name", response.name()},
+      {"versions", std::vector<std::string>(response.versions().begin(),
+                                            response.versions().end())},
+      {"platform", response.platform()},
+      {"inputs", tensors(response.inputs())},
+      {"outputs", tensors(response.outputs())}};
+  return body.dump(-1, ' ', false,
+                   nlohmann::ordered_json::error_handler_t::replace);
+}
+
+std::string ServerMetadataJson(
+    const inference::ServerMetadataResponse& response) {
+  nlohmann::ordered_json body = {
+      {"name", response.name()},
+      {"version", response.version()},
+      {"extensions", std::vector<std::string>(response.extensions().begin(),
+                                              response.extensions().end())}};
+  return body.dump(-1, ' ', false,
+                   nlohmann::ordered_json::error_handler_t::replace);
+}
+
+std::string ModelReadyJson(std::string_view name, bool ready) {
+  return absl::StrCat("{\"name\":", JsonString(name),
+                      ",\"ready\":", ready ? "true" : "false", "}");
+}
+
+std::string BoolJson(std::string_view key, bool value) {
+  return absl::StrCat("{", JsonString(key), ":", value ? "true" : "false", "}");
+}
+
+std::string ErrorJson(std::string_view message) {
+  return absl::StrCat("{\"error\":", JsonString(message), "}");
+}
+
+}  // namespace nnserve::server
