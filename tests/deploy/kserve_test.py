@@ -1,12 +1,15 @@
 """Checks the KServe serving runtime (deploy/kserve) without a cluster: the
 fields KServe requires of a ClusterServingRuntime (supported model format,
-protocol versions, one container named kserve-container with one port, "h2c"
-for gRPC), that every NNSERVE_* variable it sets is a flag of `nnserve serve`
-and that the ports agree with them, that it declares only protocols nnserve
-serves, the probes (exec nnserve-cli, which Knative accepts), the security
-context, and that the example InferenceService selects the runtime. Renders
-the kustomization with `kubectl kustomize` when kubectl is installed (the
-test is skipped, saying so, when it is not)."""
+protocol versions v2 and grpc-v2, one container named kserve-container), the
+port convention of KServe's own two-protocol runtimes (Triton, MLServer: REST
+on 8080, which KServe routes when no port is declared, gRPC on 9000, no
+ports in the runtime; a grpc-v2 InferenceService declares the gRPC port
+named "h2c"), that every NNSERVE_* variable it sets is a flag of `nnserve
+serve` and that the ports agree with them, that it declares only protocols
+nnserve serves, the probes (exec nnserve-cli, which Knative accepts), the
+security context, and that the example InferenceServices (REST and gRPC)
+select the runtime. Renders the kustomization with `kubectl kustomize` when
+kubectl is installed (the test is skipped, saying so, when it is not)."""
 
 import os
 import re
@@ -20,7 +23,8 @@ import deploy_files as files
 
 KSERVE = os.path.join(files.DEPLOY, "kserve")
 RUNTIME = os.path.join(KSERVE, "clusterservingruntime.yaml")
-ISVC = os.path.join(KSERVE, "inferenceservice.yaml")
+ISVC = os.path.join(KSERVE, "inferenceservice.yaml")            # REST (v2)
+ISVC_GRPC = os.path.join(KSERVE, "inferenceservice-grpc.yaml")  # grpc-v2
 SERVER_MAIN = os.path.join(files.SOURCE_DIR, "server", "main.cc")
 CLI_SOURCE = os.path.join(files.SOURCE_DIR, "client", "cli_main.cc")
 OIP_PROTO = os.path.join(files.SOURCE_DIR, "proto", "inference",
@@ -32,6 +36,11 @@ KSERVE_PROTOCOLS = {"v1", "v2", "grpc-v1", "grpc-v2"}
 # set another, so nnserve's whole shutdown must fit in it.
 DEFAULT_GRACE_SECONDS = 30
 MODEL_MOUNT = "/mnt/models"  # where KServe's storage initializer puts storageUri
+# KServe's runtimes that speak both bindings (kserve-tritonserver,
+# kserve-mlserver): HTTP on 8080, the port KServe and Knative route when the
+# container declares none; gRPC on 9000.
+KSERVE_HTTP_PORT = 8080
+KSERVE_GRPC_PORT = 9000
 
 
 def server_env_names():
@@ -53,6 +62,7 @@ class KServeRuntimeTest(unittest.TestCase):
     def setUpClass(cls):
         cls.runtime = files.load_yaml(RUNTIME)
         cls.isvc = files.load_yaml(ISVC)
+        cls.isvc_grpc = files.load_yaml(ISVC_GRPC)
         cls.kustomization = files.load_yaml(os.path.join(KSERVE, "kustomization.yaml"))
         cls.spec = cls.runtime["spec"]
         cls.container = cls.spec["containers"][0]
@@ -75,14 +85,14 @@ class KServeRuntimeTest(unittest.TestCase):
         protocols = self.spec["protocolVersions"]
         self.assertTrue(protocols, "protocolVersions is empty")
         self.assertLessEqual(set(protocols), KSERVE_PROTOCOLS)
-        self.assertIn("grpc-v2", protocols)
+        self.assertEqual(sorted(protocols), ["grpc-v2", "v2"])
         self.assertTrue(os.path.exists(OIP_PROTO),
                         "grpc-v2 declared but nnserve has no inference.GRPCInferenceService")
-        self.assertNotIn("v1", protocols, "nnserve does not serve KServe V1")
-        self.assertNotIn("grpc-v1", protocols, "nnserve does not serve KServe V1")
-        if "v2" in protocols:
-            self.assertTrue("NNSERVE_HTTP_ADDRESS" in server_env_names(),
-                            "v2 (REST) declared but nnserve has no HTTP binding")
+        self.assertIn("NNSERVE_HTTP_ADDRESS", server_env_names(),
+                      "v2 (REST) declared but nnserve has no HTTP binding")
+        # Both bindings are on: each has a listen address in the container.
+        self.assertTrue(self.values.get("NNSERVE_HTTP_ADDRESS"), "v2 without REST")
+        self.assertTrue(self.values.get("NNSERVE_GRPC_ADDRESS"), "grpc-v2 without gRPC")
 
     def test_one_container_named_as_kserve_requires(self):
         self.assertEqual(len(self.spec["containers"]), 1)
@@ -101,22 +111,26 @@ class KServeRuntimeTest(unittest.TestCase):
     def test_model_repository_is_the_storage_mount(self):
         self.assertEqual(self.values["NNSERVE_MODEL_REPOSITORY"], MODEL_MOUNT)
 
-    def test_single_h2c_port_is_the_grpc_port(self):
-        ports = self.container["ports"]
-        self.assertEqual(len(ports), 1, "KServe/Knative expose one container port")
-        self.assertEqual(ports[0]["name"], "h2c", "gRPC needs the port named h2c")
-        self.assertEqual(ports[0].get("protocol", "TCP"), "TCP")
-        self.assertEqual(ports[0]["containerPort"],
-                         port_of(self.values["NNSERVE_GRPC_ADDRESS"]))
-        self.assertTrue(self.values["NNSERVE_GRPC_ADDRESS"].startswith("0.0.0.0:"))
+    def test_ports_follow_kserves_two_protocol_runtimes(self):
+        # No container port: KServe routes HTTP 8080 by default (v2); a
+        # grpc-v2 InferenceService adds its h2c port, and a port declared
+        # here would be merged with it into two, which Knative refuses.
+        self.assertNotIn("ports", self.container)
+        self.assertEqual(port_of(self.values["NNSERVE_HTTP_ADDRESS"]), KSERVE_HTTP_PORT)
+        self.assertEqual(port_of(self.values["NNSERVE_GRPC_ADDRESS"]), KSERVE_GRPC_PORT)
+        for name in ("NNSERVE_HTTP_ADDRESS", "NNSERVE_GRPC_ADDRESS",
+                     "NNSERVE_METRICS_ADDRESS"):
+            self.assertTrue(self.values[name].startswith("0.0.0.0:"),
+                            f"{name} must listen on the pod's address")
 
     def test_metrics_annotations_match_metrics_address(self):
         annotations = self.spec["annotations"]
         self.assertEqual(int(annotations["prometheus.kserve.io/port"]),
                          port_of(self.values["NNSERVE_METRICS_ADDRESS"]))
         self.assertEqual(annotations["prometheus.kserve.io/path"], "/metrics")
-        self.assertNotEqual(port_of(self.values["NNSERVE_METRICS_ADDRESS"]),
-                            port_of(self.values["NNSERVE_GRPC_ADDRESS"]))
+        ports = [port_of(self.values[f"NNSERVE_{kind}_ADDRESS"])
+                 for kind in ("METRICS", "GRPC", "HTTP")]
+        self.assertEqual(len(set(ports)), 3, f"ports collide: {ports}")
 
     def test_threads_follow_this_containers_cpu_limit(self):
         ref = self.env["NNSERVE_THREADS"]["valueFrom"]["resourceFieldRef"]
@@ -174,12 +188,13 @@ class KServeRuntimeTest(unittest.TestCase):
         self.assertGreater(drain, 0, "no time for endpoints to move away")
         self.assertLess(drain + timeout, DEFAULT_GRACE_SECONDS)
 
-    def test_example_inference_service_selects_the_runtime(self):
-        self.assertEqual(self.isvc["apiVersion"], "serving.kserve.io/v1beta1")
-        self.assertEqual(self.isvc["kind"], "InferenceService")
-        model = self.isvc["spec"]["predictor"]["model"]
+    def check_inference_service(self, isvc, protocol):
+        self.assertEqual(isvc["apiVersion"], "serving.kserve.io/v1beta1")
+        self.assertEqual(isvc["kind"], "InferenceService")
+        model = isvc["spec"]["predictor"]["model"]
         self.assertIn(model["modelFormat"]["name"],
                       [f["name"] for f in self.spec["supportedModelFormats"]])
+        self.assertEqual(model["protocolVersion"], protocol)
         self.assertIn(model["protocolVersion"], self.spec["protocolVersions"])
         self.assertEqual(model.get("runtime", "nnserve"), self.runtime["metadata"]["name"])
         uri = urlparse(model["storageUri"])
@@ -190,12 +205,28 @@ class KServeRuntimeTest(unittest.TestCase):
         self.assertNotIn(os.path.basename(uri.path.rstrip("/")),
                          os.listdir(files.MODELS))
         # The model container comes from the runtime, unchanged.
-        self.assertNotIn("ports", model)
         self.assertNotIn("image", model)
+        return model
+
+    def test_rest_inference_service_uses_the_default_http_port(self):
+        model = self.check_inference_service(self.isvc, "v2")
+        self.assertNotIn("ports", model, "v2 is served on the default port 8080")
+
+    def test_grpc_inference_service_routes_the_grpc_port_as_h2c(self):
+        model = self.check_inference_service(self.isvc_grpc, "grpc-v2")
+        ports = model["ports"]
+        self.assertEqual(len(ports), 1, "KServe/Knative route one container port")
+        self.assertEqual(ports[0]["name"], "h2c", "gRPC needs the port named h2c")
+        self.assertEqual(ports[0].get("protocol", "TCP"), "TCP")
+        self.assertEqual(ports[0]["containerPort"],
+                         port_of(self.values["NNSERVE_GRPC_ADDRESS"]))
+        self.assertNotEqual(self.isvc_grpc["metadata"]["name"],
+                            self.isvc["metadata"]["name"])
 
     def test_kustomization_lists_both(self):
         self.assertEqual(sorted(self.kustomization["resources"]),
-                         ["clusterservingruntime.yaml", "inferenceservice.yaml"])
+                         ["clusterservingruntime.yaml", "inferenceservice-grpc.yaml",
+                          "inferenceservice.yaml"])
 
     def test_rendered_kustomization(self):
         kubectl = shutil.which("kubectl")
@@ -204,13 +235,18 @@ class KServeRuntimeTest(unittest.TestCase):
                           "the YAML checks above still ran")
         result = files.run([kubectl, "kustomize", KSERVE])
         self.assertEqual(result.returncode, 0, result.stderr)
-        objects = {d["kind"]: d for d in yaml.safe_load_all(result.stdout) if d}
-        self.assertEqual(sorted(objects), ["ClusterServingRuntime", "InferenceService"])
-        container = objects["ClusterServingRuntime"]["spec"]["containers"][0]
+        objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+        self.assertEqual(sorted(o["kind"] for o in objects),
+                         ["ClusterServingRuntime", "InferenceService", "InferenceService"])
+        runtime = [o for o in objects if o["kind"] == "ClusterServingRuntime"][0]
+        container = runtime["spec"]["containers"][0]
         self.assertEqual(container["image"], "nnserve:latest",
                          "the images: entry must reach the runtime's container")
         self.assertEqual(container["name"], "kserve-container")
-        for obj in objects.values():
+        protocols = sorted(o["spec"]["predictor"]["model"]["protocolVersion"]
+                           for o in objects if o["kind"] == "InferenceService")
+        self.assertEqual(protocols, ["grpc-v2", "v2"])
+        for obj in objects:
             self.assertEqual(obj["metadata"]["labels"]["app.kubernetes.io/name"], "nnserve")
 
 
