@@ -49,6 +49,7 @@ for mode in on off; do
   # shellcheck disable=SC2086
   start_server "$mode" "$NNSERVE" serve --model-repository "$REPO" \
     --grpc-address 127.0.0.1:0 --metrics-address 127.0.0.1:0 \
+    --http-address 127.0.0.1:0 \
     --port-file "$TMP/$mode.port" --dynamic-batching "$flag" \
     ${NNSERVE_ARGS:-}
   ADDR[$mode]=$SERVER_ADDR

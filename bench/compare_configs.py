@@ -56,11 +56,15 @@ class Server:
         self.name = name
         port_file = os.path.join(tmp, f"{name}.port")
         self.log = open(os.path.join(tmp, f"{name}.log"), "w")
+        # REST on loopback too (its default is 0.0.0.0:8000). Set through
+        # the environment, not --http-address, so that an older build
+        # (@PATH) without REST still starts; a config's VAR=VALUE wins.
         self.proc = subprocess.Popen(
             [binary or opts.nnserve, "serve", "--model-repository", opts.models,
              "--grpc-address", "127.0.0.1:0", "--metrics-address",
              "127.0.0.1:0", "--port-file", port_file] + args,
-            env={**os.environ, **env}, stdout=self.log, stderr=self.log)
+            env={**os.environ, "NNSERVE_HTTP_ADDRESS": "127.0.0.1:0", **env},
+            stdout=self.log, stderr=self.log)
         for _ in range(600):
             if os.path.exists(port_file) and open(port_file).read().strip():
                 break
@@ -69,8 +73,9 @@ class Server:
             time.sleep(0.1)
         else:
             sys.exit(f"error: server {name} did not start within 60 s")
+        # "<grpc> <metrics>[ <http>]" (older builds write two numbers).
         self.grpc_port, self.metrics_port = map(
-            int, open(port_file).read().split())
+            int, open(port_file).read().split()[:2])
 
     def cpu_seconds(self):
         fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1]

@@ -42,6 +42,7 @@ bench_init compare-transport
 # shellcheck disable=SC2086
 start_server nnserve "$NNSERVE" serve --model-repository "$MODELS" \
   --grpc-address 127.0.0.1:0 --metrics-address 127.0.0.1:0 \
+  --http-address 127.0.0.1:0 \
   --port-file "$TMP/nnserve.port" ${NNSERVE_ARGS:-}
 NNSERVE_ADDR=$SERVER_ADDR
 

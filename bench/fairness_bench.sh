@@ -72,6 +72,7 @@ EOF
 # shellcheck disable=SC2086  # NNSERVE_ARGS is a list of flags.
 start_server nnserve "$NNSERVE" serve --model-repository "$TMP/models" \
   --grpc-address 127.0.0.1:0 --metrics-address 127.0.0.1:0 \
+  --http-address 127.0.0.1:0 \
   --port-file "$TMP/nnserve.port" ${NNSERVE_ARGS:-}
 ADDR=$SERVER_ADDR
 

@@ -3,10 +3,11 @@
 # engine, no registry: the base debian:bookworm-slim is made locally by
 # container_base.sh), then runs the image and checks it from the host:
 #   1. image size < 200 MB, numeric non-root user, HEALTHCHECK kept;
-#   2. run with gRPC and metrics published on 127.0.0.1 (free ports): wait
-#      for SERVING, ListModels/ModelInfo/Predict for every model
-#      (nnserve_grpc.py), scrape /metrics (per-layer series, promtool check
-#      metrics), `podman healthcheck run`;
+#   2. run with gRPC, REST and metrics published on 127.0.0.1 (free ports):
+#      wait for SERVING, ListModels/ModelInfo/Predict for every model
+#      (nnserve_grpc.py), REST /v2/health/ready and a digits infer (curl),
+#      scrape /metrics (per-layer series, promtool check metrics),
+#      `podman healthcheck run`;
 #   3. SIGTERM -> exit code 0 and a clean shutdown log;
 #   4. the same with --user 12345 --read-only --cap-drop ALL.
 # Everything it creates (containers, image, podman storage, config) lives
@@ -143,12 +144,16 @@ free_port() {
 # run_and_check NAME [podman run options...]
 run_and_check() {
   local name=$1; shift
-  local grpc_port metrics_port
-  grpc_port=$(free_port); metrics_port=$(free_port)
+  local grpc_port metrics_port http_port
+  grpc_port=$(free_port); metrics_port=$(free_port); http_port=$(free_port)
   [ "$grpc_port" != "$metrics_port" ] || metrics_port=$(free_port)
-  log "[$name] podman run $* (gRPC 127.0.0.1:$grpc_port, metrics 127.0.0.1:$metrics_port)"
+  while [ "$http_port" = "$grpc_port" ] || [ "$http_port" = "$metrics_port" ]; do
+    http_port=$(free_port)
+  done
+  log "[$name] podman run $* (gRPC 127.0.0.1:$grpc_port, REST 127.0.0.1:$http_port, metrics 127.0.0.1:$metrics_port)"
   containers+=("$name")
   podman run -d --name "$name" -p "127.0.0.1:$grpc_port:50051" \
+    -p "127.0.0.1:$http_port:8000" \
     -p "127.0.0.1:$metrics_port:9464" "$@" "$image" >/dev/null 2>"$work/$name.run.err" \
     || { cat "$work/$name.run.err" >&2; die "[$name] podman run failed"; }
 
@@ -156,6 +161,23 @@ run_and_check() {
   NNSERVE_SOURCE_DIR="$src" PYTHONDONTWRITEBYTECODE=1 "$python" \
     "$script_dir/nnserve_grpc.py" check --address "127.0.0.1:$grpc_port" \
     --repository "$src/models" --wait 120 || die "[$name] gRPC checks failed"
+
+  # REST (the image's default NNSERVE_HTTP_ADDRESS, port 8000): ready, and
+  # one digits row whose answer has the model's name and output shape.
+  local rest=http://127.0.0.1:$http_port
+  curl -fsS --max-time 10 "$rest/v2/health/ready" >"$work/$name.ready" \
+    || die "[$name] GET $rest/v2/health/ready failed"
+  grep -q '"ready": *true' "$work/$name.ready" \
+    || die "[$name] /v2/health/ready: $(cat "$work/$name.ready")"
+  "$python" -c 'import json; print(json.dumps({"inputs": [{"name": "pixels",
+    "datatype": "FP32", "shape": [1, 64], "data": [0.5] * 64}]}))' >"$work/infer.json"
+  curl -fsS --max-time 10 -H 'Content-Type: application/json' \
+    --data-binary @"$work/infer.json" "$rest/v2/models/digits/infer" >"$work/$name.infer" \
+    || die "[$name] POST $rest/v2/models/digits/infer failed"
+  "$python" -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["model_name"] == "digits" and r["outputs"][0]["shape"] == [1, 10], r' \
+    "$work/$name.infer" || die "[$name] unexpected infer answer: $(cat "$work/$name.infer")"
 
   # Metrics: one per-layer histogram series for every layer of every model.
   curl -fsS --max-time 10 "http://127.0.0.1:$metrics_port/metrics" >"$work/$name.metrics" \
@@ -173,7 +195,7 @@ run_and_check() {
   # The image's own HEALTHCHECK (nnserve-cli health inside the container).
   podman healthcheck run "$name" 2>"$work/$name.hc.err" \
     || { cat "$work/$name.hc.err" >&2; die "[$name] podman healthcheck run: unhealthy"; }
-  log "[$name] gRPC, metrics and healthcheck OK"
+  log "[$name] gRPC, REST, metrics and healthcheck OK"
 
   # SIGTERM: drain and exit 0 with a shutdown log line.
   podman kill -s TERM "$name" >/dev/null

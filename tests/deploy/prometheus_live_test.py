@@ -109,6 +109,8 @@ class PrometheusLiveTest(unittest.TestCase):
         cls.nnserve = cls.spawn("nnserve", [
             cls.binary, "serve", "--model-repository", files.MODELS,
             "--grpc-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
+            # The default would bind 0.0.0.0:8000.
+            "--http-address", "127.0.0.1:0",
             "--port-file", port_file, "--threads", "1"])
 
         def ports():
@@ -122,7 +124,8 @@ class PrometheusLiveTest(unittest.TestCase):
                     return [int(p) for p in text.split()]
             return None
 
-        cls.grpc_port, cls.metrics_port = wait_for("nnserve --port-file", ports)
+        # "<grpc> <metrics> <http>\n"
+        cls.grpc_port, cls.metrics_port, _ = wait_for("nnserve --port-file", ports)
 
     @classmethod
     def send_traffic(cls, rounds=3):
