@@ -1,37 +1,53 @@
 #!/usr/bin/python3
-"""Example Python client for nnserve: health check, ModelInfo and Predict.
+"""Example Python client for nnserve, over either protocol it serves.
 
-Uses Debian's python3-grpcio and python3-protobuf. The Python stubs are not
-committed: on first use they are generated from proto/ (and grpc's
-health.proto) into --stubs-dir (default: a fresh temporary directory) with
-protoc and grpc_python_plugin (Debian protobuf-compiler / protobuf-compiler-
-grpc). Debian's grpc_tools.protoc (1.14) is too old for the proto3 `optional`
-fields in model_config.proto, so it is only the fallback.
+--protocol nnserve (default): nnserve.v1 over gRPC (--address): health
+  check, ModelInfo, Predict. Debian's python3-grpcio and python3-protobuf;
+  stubs are generated from proto/ (and grpc's health.proto) on first use
+  into --stubs-dir (default: a temporary directory) with protoc and
+  grpc_python_plugin (Debian's grpc_tools.protoc 1.14 is too old for
+  proto3 `optional`, so it is only the fallback); never committed.
+--protocol rest: the Open Inference Protocol (KServe V2) over HTTP/JSON
+  (--url): GET /v2/health/ready, GET /v2/models/M, POST /v2/models/M/infer.
+  Python's standard library only (urllib, json).
+
+Per row both print the argmax label and the top --top classes for a model
+with labels (REST: for any model, computed by the server's classification
+extension), else the output values; --layers adds the activations of the
+named layers (hidden ones too).
 
 Examples:
   nnserve_client.py --address localhost:50051 --model digits 0,0.5,...,1
-  nnserve_client.py --model digits --csv rows.csv --raw
+  nnserve_client.py --model digits --csv rows.csv --raw --layers hidden
   cat rows.csv | nnserve_client.py --model digits
+  nnserve_client.py --protocol rest --url http://localhost:8000 \
+      --model digits --csv rows.csv
   nnserve_client.py --address nnserve.example:50051 --tls-ca-file ca.pem \
       --model digits --csv rows.csv                  # TLS
   nnserve_client.py ... --tls-ca-file ca.pem --tls-cert-file client.pem \
       --tls-key-file client.key                      # mutual TLS
+  nnserve_client.py --protocol rest --url https://nnserve.example:8000 \
+      --tls-ca-file ca.pem ...                       # REST over TLS
 
-Any --tls-* option turns TLS on (as in nnserve-cli); without --tls-ca-file
-the system's CA roots are trusted.
+gRPC: any --tls-* option turns TLS on (as in nnserve-cli); without
+--tls-ca-file the system's CA roots are trusted. REST: an https:// URL turns
+TLS on, verified with --tls-ca-file (or the system's roots); --tls-cert-file
+and --tls-key-file present a client certificate.
 """
 
 import argparse
 import atexit
 import importlib
+import json
 import os
 import shutil
+import ssl
 import struct
 import subprocess
 import sys
 import tempfile
-
-import grpc
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
@@ -39,34 +55,11 @@ HEALTH_PROTO_DIR = "/usr/share/grpc-proto/grpc/health/v1"
 PROTOS = ["nnserve/v1/model_config.proto", "nnserve/v1/inference.proto"]
 
 
-def generate_stubs(out_dir):
-    """Writes inference_pb2*, model_config_pb2* and health_pb2* into out_dir."""
-    os.makedirs(out_dir, exist_ok=True)
-    plugin = shutil.which("grpc_python_plugin")
-    protoc = shutil.which("protoc")
-    if protoc and plugin:
-        base = [protoc, f"--plugin=protoc-gen-grpc_python={plugin}"]
-    else:
-        base = [sys.executable, "-m", "grpc_tools.protoc"]
-    for include, files in ((PROTO_DIR, PROTOS), (HEALTH_PROTO_DIR, ["health.proto"])):
-        subprocess.run(
-            base + [f"-I{include}", f"--python_out={out_dir}",
-                    f"--grpc_python_out={out_dir}"] + files,
-            check=True)
+class ClientError(Exception):
+    """A failed call: printed as `error: <code>: <message>`, exit 1."""
 
 
-def load_stubs(stubs_dir):
-    """Imports the generated modules, generating them first if needed."""
-    if stubs_dir is None:
-        stubs_dir = tempfile.mkdtemp(prefix="nnserve-pystubs-")
-        atexit.register(shutil.rmtree, stubs_dir, ignore_errors=True)
-    if not os.path.exists(os.path.join(stubs_dir, "health_pb2.py")):
-        generate_stubs(stubs_dir)
-    sys.path.insert(0, stubs_dir)
-    names = ["nnserve.v1.inference_pb2", "nnserve.v1.inference_pb2_grpc",
-             "health_pb2", "health_pb2_grpc"]
-    return [importlib.import_module(n) for n in names]
-
+# ---------------------------------------------------------------- input ----
 
 def parse_rows(args):
     """Rows from positional arguments, --csv FILE, or CSV on stdin."""
@@ -104,14 +97,45 @@ def read_pem(path, flag):
                  f"{e.strerror}")
 
 
-def open_channel(args):
+def print_values(prefix, values):
+    print(f"{prefix}{', '.join(f'{v:.6g}' for v in values)}")
+
+
+def print_classes(r, label, index, top):
+    """The argmax's label (None: no labels) and index, then the top classes
+    [(index, value)], best first."""
+    text = "  ".join(f"{i}:{v:.4f}" for i, v in top)
+    head = f"label {label} (class {index})" if label is not None else f"class {index}"
+    print(f"row {r}: {head}  top: {text}")
+
+
+# ------------------------------------------------------ nnserve.v1, gRPC ----
+
+def load_stubs(stubs_dir):
+    """Imports the generated modules, generating them first if needed."""
+    if stubs_dir is None:
+        stubs_dir = tempfile.mkdtemp(prefix="nnserve-pystubs-")
+        atexit.register(shutil.rmtree, stubs_dir, ignore_errors=True)
+    if not os.path.exists(os.path.join(stubs_dir, "health_pb2.py")):
+        os.makedirs(stubs_dir, exist_ok=True)
+        plugin, protoc = shutil.which("grpc_python_plugin"), shutil.which("protoc")
+        base = ([protoc, f"--plugin=protoc-gen-grpc_python={plugin}"]
+                if protoc and plugin else [sys.executable, "-m", "grpc_tools.protoc"])
+        for include, files in ((PROTO_DIR, PROTOS), (HEALTH_PROTO_DIR, ["health.proto"])):
+            subprocess.run(base + [f"-I{include}", f"--python_out={stubs_dir}",
+                                   f"--grpc_python_out={stubs_dir}"] + files,
+                           check=True)
+    sys.path.insert(0, stubs_dir)
+    names = ["nnserve.v1.inference_pb2", "nnserve.v1.inference_pb2_grpc",
+             "health_pb2", "health_pb2_grpc"]
+    return [importlib.import_module(n) for n in names]
+
+
+def open_channel(grpc, args):
     """A plaintext channel, or TLS when any --tls-* option is given."""
     if not (args.tls_ca_file or args.tls_cert_file or args.tls_key_file
             or args.tls_server_name):
         return grpc.insecure_channel(args.address)
-    if bool(args.tls_cert_file) != bool(args.tls_key_file):
-        sys.exit("error: INVALID_ARGUMENT: --tls-cert-file and --tls-key-file "
-                 "go together (the client certificate and its key)")
     credentials = grpc.ssl_channel_credentials(
         root_certificates=(read_pem(args.tls_ca_file, "--tls-ca-file")
                            if args.tls_ca_file else None),
@@ -125,34 +149,11 @@ def open_channel(args):
     return grpc.secure_channel(args.address, credentials, options=options)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--address",
-                        default=os.environ.get("NNSERVE_ADDRESS", "localhost:50051"))
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--version", type=int, default=0, help="0 = newest")
-    parser.add_argument("--raw", action="store_true",
-                        help="send the tensor as little-endian float32 bytes")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds")
-    parser.add_argument("--csv", help="CSV file, one row per line")
-    parser.add_argument("--stubs-dir", help="where generated stubs live")
-    parser.add_argument("--tls-ca-file",
-                        help="PEM CA certificates that issued the server's "
-                             "certificate (TLS)")
-    parser.add_argument("--tls-cert-file",
-                        help="PEM client certificate (mutual TLS)")
-    parser.add_argument("--tls-key-file",
-                        help="PEM private key of --tls-cert-file")
-    parser.add_argument("--tls-server-name",
-                        help="name to verify in the server certificate "
-                             "instead of the --address host")
-    parser.add_argument("rows", nargs="*", help="comma-separated row values")
-    args = parser.parse_args()
+def run_grpc(args, rows, layers):
+    import grpc  # Only this protocol needs python3-grpcio.
 
     pb, pb_grpc, health_pb, health_grpc = load_stubs(args.stubs_dir)
-    rows = parse_rows(args)
-
-    with open_channel(args) as channel:
+    with open_channel(grpc, args) as channel:
         try:
             health = health_grpc.HealthStub(channel).Check(
                 health_pb.HealthCheckRequest(service="nnserve.v1.Inference"),
@@ -160,7 +161,7 @@ def main():
             status = health_pb.HealthCheckResponse.ServingStatus.Name(health.status)
             print(f"health: {status}")
             if health.status != health_pb.HealthCheckResponse.SERVING:
-                return 1
+                raise ClientError(f"UNAVAILABLE: health is {status}")
 
             stub = pb_grpc.InferenceStub(channel)
             info = stub.ModelInfo(
@@ -171,7 +172,8 @@ def main():
                   f"{info.output_name}[{info.output_size}], "
                   f"{info.total_parameters} parameters")
 
-            request = pb.PredictRequest(model=args.model, version=args.version)
+            request = pb.PredictRequest(model=args.model, version=args.version,
+                                        output_layers=layers)
             request.input.shape.extend([len(rows), len(rows[0])])
             flat = [v for row in rows for v in row]
             if args.raw:
@@ -180,22 +182,147 @@ def main():
                 request.input.values.extend(flat)
             response = stub.Predict(request, timeout=args.timeout)
         except grpc.RpcError as e:
-            print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
-            return 1
+            raise ClientError(f"{e.code().name}: {e.details()}") from None
 
-    out = response.output
-    n_rows, n_cols = (out.shape[0], out.shape[1]) if len(out.shape) == 2 else (1, out.shape[0])
-    values = (struct.unpack(f"<{n_rows * n_cols}f", out.raw) if out.raw
-              else list(out.values))
-    for r in range(n_rows):
-        row = values[r * n_cols:(r + 1) * n_cols]
-        top = sorted(range(n_cols), key=lambda c: -row[c])[:3]
-        top_text = "  ".join(f"{c}:{row[c]:.4f}" for c in top)
-        if r < len(response.classes):
-            label = response.labels[r] if r < len(response.labels) else ""
-            print(f"row {r}: label {label} (class {response.classes[r]})  top: {top_text}")
+    def matrix(tensor):  # [rows][cols] from either encoding
+        cols = tensor.shape[-1]
+        flat = (struct.unpack(f"<{len(tensor.raw) // 4}f", tensor.raw)
+                if tensor.raw else list(tensor.values))
+        return [flat[i:i + cols] for i in range(0, len(flat), cols)]
+
+    output = matrix(response.output)
+    layer_values = [(layer.name, matrix(layer.tensor)) for layer in response.layers]
+    for r, row in enumerate(output):
+        if r < len(response.classes) and args.top:  # a model with labels
+            best = sorted(range(len(row)), key=lambda c: -row[c])[:args.top]
+            print_classes(r, response.labels[r], response.classes[r],
+                          [(c, row[c]) for c in best])
         else:
-            print(f"row {r}: {', '.join(f'{v:.6g}' for v in row)}")
+            print_values(f"row {r}: ", row)
+        for name, values in layer_values:
+            print_values(f"row {r}: layer {name}: ", values[r])
+
+
+# ---------------------------------------- Open Inference Protocol, REST ----
+
+def rest_call(args, path, body=None):
+    """GET (or POST `body` as JSON) base URL + path; the decoded JSON.
+    HTTP errors carry {"error": message}; they become ClientError."""
+    context = None
+    if args.url.startswith("https:"):
+        context = ssl.create_default_context(cafile=args.tls_ca_file)
+        if args.tls_cert_file:
+            context.load_cert_chain(args.tls_cert_file, args.tls_key_file)
+    request = urllib.request.Request(
+        args.url.rstrip("/") + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout,
+                                    context=context) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.load(e).get("error", "")
+        except ValueError:
+            message = e.reason
+        raise ClientError(f"HTTP {e.code}: {message}") from None
+    except urllib.error.URLError as e:
+        raise ClientError(f"UNAVAILABLE: {args.url}: {e.reason}") from None
+
+
+def run_rest(args, rows, layers):
+    ready = rest_call(args, "/v2/health/ready")
+    print(f"ready: {json.dumps(ready['ready'])}")
+    model = f"/v2/models/{args.model}"
+    if args.version:
+        model += f"/versions/{args.version}"
+    meta = rest_call(args, model)
+    inp, out, *layer_meta = [f"{t['name']}{t['shape']}"
+                             for t in meta["inputs"] + meta["outputs"]]
+    print(f"model: {meta['name']} versions {','.join(meta['versions'])}: "
+          f"{inp} -> {out}, layers {', '.join(layer_meta)}")
+
+    # The model output: its top classes (classification extension) or, with
+    # --top 0, its values; then the requested layers' values.
+    output = {"name": meta["outputs"][0]["name"]}
+    if args.top:
+        output["parameters"] = {"classification": args.top}
+    body = {"id": "nnserve_client",
+            "inputs": [{"name": meta["inputs"][0]["name"], "datatype": "FP32",
+                        "shape": [len(rows), len(rows[0])], "data": rows}],
+            "outputs": [output] + [{"name": name} for name in layers]}
+    result = rest_call(args, model + "/infer", body)
+
+    def matrix(out):  # [rows][cols] of a response output
+        cols = out["shape"][-1]
+        return [out["data"][i:i + cols] for i in range(0, len(out["data"]), cols)]
+
+    outputs = [(out, matrix(out)) for out in result["outputs"]]
+    for r in range(len(rows)):
+        for out, values in outputs:
+            if out["datatype"] == "BYTES":  # "value:index[:label]", best first
+                fields = [s.split(":", 2) for s in values[r]]
+                label = fields[0][2] if len(fields[0]) > 2 else None
+                print_classes(r, label, int(fields[0][1]),
+                              [(int(f[1]), float(f[0])) for f in fields])
+            elif out["name"] == output["name"]:
+                print_values(f"row {r}: ", values[r])
+            else:
+                print_values(f"row {r}: layer {out['name']}: ", values[r])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", choices=["nnserve", "rest"], default="nnserve",
+                        help="nnserve: nnserve.v1 over gRPC at --address; rest: "
+                             "the Open Inference Protocol over HTTP at --url")
+    parser.add_argument("--address",
+                        default=os.environ.get("NNSERVE_ADDRESS", "localhost:50051"),
+                        help="gRPC host:port")
+    parser.add_argument("--url", default=os.environ.get("NNSERVE_URL",
+                                                        "http://localhost:8000"),
+                        help="REST base URL (https:// for TLS)")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--version", type=int, default=0, help="0 = newest")
+    parser.add_argument("--layers", default="",
+                        help="comma-separated layer names whose activations to show")
+    parser.add_argument("--top", type=int, default=3,
+                        help="classes shown per row for models with labels (REST: "
+                             "for every model; 0 = the output values)")
+    parser.add_argument("--raw", action="store_true",
+                        help="gRPC: send the tensor as little-endian float32 bytes")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    parser.add_argument("--csv", help="CSV file, one row per line")
+    parser.add_argument("--stubs-dir", help="gRPC: where generated stubs live")
+    parser.add_argument("--tls-ca-file",
+                        help="PEM CA certificates that issued the server's "
+                             "certificate (TLS)")
+    parser.add_argument("--tls-cert-file",
+                        help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-key-file",
+                        help="PEM private key of --tls-cert-file")
+    parser.add_argument("--tls-server-name",
+                        help="gRPC: name to verify in the server certificate "
+                             "instead of the --address host")
+    parser.add_argument("rows", nargs="*", help="comma-separated row values")
+    args = parser.parse_args()
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        sys.exit("error: INVALID_ARGUMENT: --tls-cert-file and --tls-key-file "
+                 "go together (the client certificate and its key)")
+    if args.protocol == "rest" and (args.raw or args.tls_server_name):
+        sys.exit("error: INVALID_ARGUMENT: --raw and --tls-server-name are "
+                 "gRPC options (--protocol nnserve)")
+    if args.top < 0:
+        sys.exit("error: INVALID_ARGUMENT: --top must be >= 0")
+
+    rows = parse_rows(args)
+    layers = [name for name in args.layers.split(",") if name]
+    try:
+        (run_rest if args.protocol == "rest" else run_grpc)(args, rows, layers)
+    except ClientError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
