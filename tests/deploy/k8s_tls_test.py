@@ -3,7 +3,8 @@ without a cluster: it builds on the base, mounts the Secret as a whole
 read-only volume (no subPath, so renewals reach the files nnserve re-reads),
 points NNSERVE_TLS_* into that mount, and replaces every native grpc probe
 (plaintext only) with an nnserve-cli exec probe over TLS on the gRPC port.
-The base itself stays plaintext. It also renders the
+The REST port is marked HTTPS in the Service (same certificate). The base
+itself stays plaintext. It also renders the
 overlay (like k8s_test.py, it fails when kubectl is missing) and checks the
 merged Deployment."""
 
@@ -43,11 +44,11 @@ class TlsOverlayTest(unittest.TestCase):
 
     def test_builds_on_the_base_and_patches_its_deployment(self):
         self.assertEqual(self.kustomization["resources"], ["../k8s"])
-        patches = self.kustomization["patches"]
-        self.assertEqual(len(patches), 1)
-        self.assertEqual(patches[0]["path"], "deployment-tls.yaml")
-        self.assertEqual(patches[0]["target"],
-                         {"kind": "Deployment", "name": self.base["metadata"]["name"]})
+        patches = {p["path"]: p["target"] for p in self.kustomization["patches"]}
+        self.assertEqual(patches, {
+            "deployment-tls.yaml": {"kind": "Deployment",
+                                    "name": self.base["metadata"]["name"]},
+            "service-tls.yaml": {"kind": "Service", "name": "nnserve"}})
         self.assertEqual(self.patch["metadata"]["name"], self.base["metadata"]["name"])
 
     def test_base_stays_plaintext(self):
@@ -127,6 +128,16 @@ class TlsOverlayTest(unittest.TestCase):
         # The base's model repository and /tmp mounts survive the patch.
         self.assertIn(env["NNSERVE_MODEL_REPOSITORY"], mounts)
         self.assertIn("/tmp", mounts)
+        # REST is HTTPS now; the other Service ports are the base's.
+        service = [d for d in yaml.safe_load_all(result.stdout)
+                   if d and d["kind"] == "Service"][0]
+        ports = {p["name"]: p for p in service["spec"]["ports"]}
+        self.assertEqual(sorted(ports), ["grpc", "http", "metrics"])
+        self.assertEqual(ports["http"]["appProtocol"], "https")
+        self.assertEqual(ports["http"]["targetPort"], "http")
+        self.assertEqual(ports["grpc"]["appProtocol"], "kubernetes.io/h2c")
+        http_port = [p["containerPort"] for p in c["ports"] if p["name"] == "http"][0]
+        self.assertEqual(ports["http"]["port"], http_port)
 
 
 if __name__ == "__main__":
