@@ -2,10 +2,10 @@
 
 What: NnserveServer runs `$NNSERVE_BINARY serve` (CTest sets the variable)
 on 127.0.0.1 port 0 for gRPC, metrics and REST, waits for its --port-file
-("<grpc> <metrics> <http>\\n"; the older "<grpc> <metrics>\\n" form gives
-http_port None), and exposes the ports. Its output goes to a log file whose
-tail is included in every failure message. stop() sends SIGTERM and raises
-AssertionError unless the server exits with 0 in time.
+("<grpc> <metrics> <http>\\n") and exposes the ports. Its output goes to a
+log file whose tail is included in every failure message. stop() sends
+SIGTERM (once: send_signal(SIGTERM) may have started a drain already) and
+raises AssertionError unless the server exits with 0 in time.
 
 How:
     sys.path.insert(0, os.path.join(ROOT, "tests", "util"))
@@ -39,15 +39,6 @@ def binary_path():
     return binary
 
 
-def _http_flag():
-    # Transitional: binaries built before the REST binding reject the flag
-    # (and have no REST port); drop this probe once every build has it.
-    help_text = subprocess.run([binary_path(), "serve", "--help"],
-                               capture_output=True, text=True).stdout
-    return ["--http-address=127.0.0.1:0"] if "--http-address" in help_text \
-        else []
-
-
 class NnserveServer:
     """One running `nnserve serve` process on loopback ports."""
 
@@ -65,7 +56,7 @@ class NnserveServer:
                    f"--model-repository={model_repository}",
                    "--grpc-address=127.0.0.1:0",
                    "--metrics-address=127.0.0.1:0",
-                   *_http_flag(),
+                   "--http-address=127.0.0.1:0",
                    f"--port-file={port_file}", *args]
         child_env = dict(os.environ)
         child_env.update(env or {})
@@ -73,6 +64,7 @@ class NnserveServer:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=child_env)
         self.grpc_port = self.metrics_port = self.http_port = None
+        self._terminated = False  # SIGTERM sent: a second one exits at once.
         deadline = time.monotonic() + start_timeout
         # The server writes the file under another name and renames it, so
         # once it exists it is complete.
@@ -85,13 +77,13 @@ class NnserveServer:
             time.sleep(0.01)
         with open(port_file, encoding="utf-8") as f:
             ports = [int(p) for p in f.read().split()]
-        if len(ports) not in (2, 3):
+        if len(ports) != 3:
             self.kill()
             raise RuntimeError(
                 f"port file holds {ports}, expected 3 numbers\n"
                 f"{self._take_log()}")
         self.grpc_port, self.metrics_port = ports[0], ports[1]
-        self.http_port = ports[2] if len(ports) == 3 else None
+        self.http_port = ports[2]
 
     @property
     def grpc_address(self):
@@ -116,6 +108,8 @@ class NnserveServer:
         return "--- nnserve log (tail) ---\n" + "".join(tail)
 
     def send_signal(self, sig):
+        """E.g. SIGTERM to start a drain; stop() then only waits."""
+        self._terminated |= sig == signal.SIGTERM
         self.process.send_signal(sig)
 
     def wait(self, timeout):
@@ -123,9 +117,10 @@ class NnserveServer:
         return self.process.wait(timeout=timeout)
 
     def stop(self, timeout=30.0):
-        """SIGTERM, then AssertionError unless the exit code is 0 in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        """SIGTERM (unless sent already: a second one makes nnserve exit at
+        once), then AssertionError unless the exit code is 0 in time."""
+        if self.process.poll() is None and not self._terminated:
+            self.send_signal(signal.SIGTERM)
         try:
             code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

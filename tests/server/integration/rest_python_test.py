@@ -55,8 +55,9 @@ def row_error(actual, expected):
 
 
 def http(base, method, path, body=None):
-    """One request; body: dict/list (sent as JSON) or bytes (sent as is)."""
-    data = body if body is None or isinstance(body, bytes) else \
+    """One request; body: dict/list (sent as JSON), bytes (sent as is) or
+    an iterator of bytes (sent chunked, without a Content-Length)."""
+    data = body if body is None or not isinstance(body, (dict, list)) else \
         json.dumps(body).encode()
     request = urllib.request.Request(base + path, data=data, method=method)
     if data is not None:
@@ -286,7 +287,13 @@ class DigitsRestTest(RestTestCase):
             ("no inputs", {}, ()),
             ("empty inputs", {"inputs": []}, ()),
             ("two inputs", {"inputs": good["inputs"] * 2}, ()),
+            ("NaN is not JSON",
+             json.dumps(changed(data=[float("nan")] + flat[1:])).encode(), ()),
             ("string in data", changed(data=["a"] + flat[1:]), ()),
+            ("boolean in data", changed(data=[True] + flat[1:]), ()),
+            ("value beyond float32", changed(data=[1e300] + flat[1:]),
+             ("finite",)),
+            ("id not a string", dict(good, id=5), ()),
             ("data not a list", changed(data=5), ()),
             ("data a string", changed(data="0.5"), ()),
             ("shape not a list", changed(shape="1,64"), ()),
@@ -298,6 +305,8 @@ class DigitsRestTest(RestTestCase):
             ("wrong feature count", changed(shape=[1, 63], data=flat[:63]),
              ("expected 64",)),
             ("rank 3", changed(shape=[1, 1, 64]), ()),
+            ("negative dimension", changed(shape=[-1, 64]), ()),
+            ("batch 0", changed(shape=[0, 64], data=[]), ()),
             ("unknown datatype", changed(datatype="INT32"),
              ("datatype 'INT32' is not accepted",)),
             ("datatype not a string", changed(datatype=7), ()),
@@ -397,6 +406,10 @@ class ActivationsRestTest(RestTestCase):
                 fan_in = layer.units
             model_repo.write_model(repo, definition, tensors, version=version)
         model_dir = os.path.join(repo, "acts")
+        # Serve both versions (the default policy serves the newest only).
+        with open(os.path.join(model_dir, "config.pbtxt"), "a",
+                  encoding="utf-8") as f:
+            f.write("version_policy { all {} }\n")
         cls.models = {v: reference.load_model(model_dir, v) for v in (1, 2)}
         cls.x = rng.normal(0, 1.5, (4, 6)).astype(np.float32)
         cls.server = NnserveServer(model_repository=repo)
@@ -458,19 +471,27 @@ class ActivationsRestTest(RestTestCase):
 class LimitsAndDrainRestTest(RestTestCase):
     """Servers of their own: a small message limit; a drain period."""
 
-    def test_body_over_message_limit_is_413(self):
-        limit = 2048
+    def test_body_over_limit_is_413(self):
+        # REST bodies may be 4 x --max-message-bytes (JSON numbers take
+        # about four times the bytes of float32; server/http/rest_server.cc).
+        limit = 1024
+        body_limit = 4 * limit
         x = np.load(os.path.join(MODELS, "digits", "sample_input.npy"))
         small = json.dumps(infer_body(x[:1])).encode()
-        large = json.dumps(infer_body(x[:20])).encode()
+        large = json.dumps(infer_body(np.tile(x, (2, 1)))).encode()
         self.assertLess(len(small), limit)
-        self.assertGreater(len(large), limit)
+        self.assertGreater(len(large), body_limit)
         with NnserveServer(args=[f"--max-message-bytes={limit}"]) as server:
             self.server = server
             self.ok("POST", "/v2/models/digits/infer", small)
             self.assert_error(
                 self.call("POST", "/v2/models/digits/infer", large), 413,
-                what="oversize body")
+                str(body_limit), what="oversize body")
+            # Chunked, without a Content-Length: cut off at the limit.
+            chunks = (large[i:i + 512] for i in range(0, len(large), 512))
+            self.assert_error(
+                self.call("POST", "/v2/models/digits/infer", chunks), 413,
+                str(body_limit), what="oversize chunked body")
             # The server serves on.
             self.ok("POST", "/v2/models/digits/infer", small)
 
