@@ -9,9 +9,9 @@ the request metric. Expected values come from the NumPy reference forward
 pass in tools/reference.py with the C++ tests' row-normalised tolerance.
 Servers: the example repository models/ (digits: 64 -> 32 RELU -> 10
 SOFTMAX, labels), a temporary repository with a model holding every
-activation in two versions, and short-lived ones for the body limit and
-draining. Queue-full (429) is not provoked here: no deterministic way
-exists from outside; the C++ tests cover it.
+activation in two versions, and short-lived ones for the body limit, the
+REST decoding budget (429) and draining. The scheduler's queue-full 429 is
+not provoked here (no deterministic way from outside); C++ tests cover it.
 Run: NNSERVE_BINARY=build/server/nnserve /usr/bin/python3 -m unittest -v \
          tests/server/integration/rest_python_test.py
 """
@@ -28,6 +28,7 @@ import time
 import unittest
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection
 
 import numpy as np
 
@@ -494,6 +495,47 @@ class LimitsAndDrainRestTest(RestTestCase):
                 str(body_limit), what="oversize chunked body")
             # The server serves on.
             self.ok("POST", "/v2/models/digits/infer", small)
+
+    def test_decode_budget_full_is_429(self):
+        # With --max-memory-bytes=1 MiB, REST bodies being read and decoded
+        # may hold 128 KiB, charged 4 bytes per body byte (rest_server.h). A
+        # request whose body is still arriving holds its share, so while
+        # one holds 256 KiB every other request is RESOURCE_EXHAUSTED (429).
+        x = np.load(os.path.join(MODELS, "digits", "sample_input.npy"))
+        small = infer_body(x[:1])
+        held = json.dumps(infer_body(x)).encode()
+        held += b" " * (64 * 1024 - len(held))
+        with NnserveServer(args=["--max-memory-bytes=1048576"]) as server:
+            self.server = server
+            before = scrape(server)
+            connection = HTTPConnection(
+                "127.0.0.1", server.http_port, timeout=60)
+            connection.putrequest("POST", "/v2/models/digits/infer")
+            connection.putheader("Content-Type", "application/json")
+            connection.putheader("Content-Length", str(len(held)))
+            connection.endheaders(held[:100])
+            # The server reserves once it has the headers; until then the
+            # other request is served (a deadline only bounds the wait).
+            deadline = time.monotonic() + 30
+            while True:
+                response = self.call("POST", "/v2/models/digits/infer", small)
+                if response.status != 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            self.assert_error(response, 429, "budget", what="budget full")
+            # The held request completes normally, and frees the budget.
+            connection.send(held[100:])
+            answer = connection.getresponse()
+            self.assertEqual(answer.status, 200)
+            out = json.loads(answer.read())["outputs"][0]
+            self.assertEqual(out["shape"], [len(x), 10])
+            connection.close()
+            self.ok("POST", "/v2/models/digits/infer", small)
+            after = scrape(server)
+            self.assertEqual(
+                count(after, method="rest_infer", code="RESOURCE_EXHAUSTED")
+                - count(before, method="rest_infer",
+                        code="RESOURCE_EXHAUSTED"), 1, after)
 
     def test_ready_turns_503_while_draining_and_calls_are_served(self):
         x = np.load(os.path.join(MODELS, "digits", "sample_input.npy"))[:2]
