@@ -28,10 +28,15 @@ constexpr char kBaseline[] = NNSERVE_TRANSPORT_BASELINE_PATH;
 
 class BaselineTest : public ::testing::Test {
  protected:
+  // No gtest assertion here: GoogleTest skips (and CTest passes) every test
+  // of a suite whose SetUpTestSuite failed; SetUp fails them instead.
   static void SetUpTestSuite() {
     absl::StatusOr<client_testing::Baseline> started =
         client_testing::StartBaseline(kBaseline, {"--output-size", "10"});
-    ASSERT_TRUE(started.ok()) << started.status();
+    if (!started.ok()) {
+      setup_error_ = "baseline server: " + started.status().ToString();
+      return;
+    }
     baseline_ = new client_testing::Baseline(*std::move(started));
   }
   static void TearDownTestSuite() {
@@ -44,10 +49,11 @@ class BaselineTest : public ::testing::Test {
     }
     delete baseline_;
     baseline_ = nullptr;
+    setup_error_.clear();
   }
 
   void SetUp() override {
-    ASSERT_NE(baseline_, nullptr);
+    ASSERT_TRUE(setup_error_.empty()) << setup_error_;
     ChannelOptions options;
     options.target = baseline_->address;
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
@@ -72,6 +78,7 @@ class BaselineTest : public ::testing::Test {
   }
 
   static client_testing::Baseline* baseline_;
+  static inline std::string setup_error_;
   std::unique_ptr<Client> client_;
 };
 

@@ -20,6 +20,8 @@ constexpr char kBaseline[] = NNSERVE_TRANSPORT_BASELINE_PATH;
 
 class TlsTest : public ::testing::Test {
  protected:
+  // No gtest assertion here: GoogleTest skips (and CTest passes) every test
+  // of a suite whose SetUpTestSuite failed; SetUp fails them instead.
   static void SetUpTestSuite() {
     dir_ = new std::string(client_testing::MakeTempDir());
     const std::string ext = *dir_ + "/san.ext";
@@ -45,14 +47,23 @@ class TlsTest : public ::testing::Test {
       args.insert(args.begin(), "/usr/bin/openssl");
       absl::StatusOr<client_testing::CommandResult> result =
           client_testing::RunCommand(args);
-      ASSERT_TRUE(result.ok()) << result.status();
-      ASSERT_EQ(result->exit_code, 0) << args[1] << ": " << result->err;
+      if (!result.ok()) {
+        setup_error_ = "openssl " + args[1] + ": " + result.status().ToString();
+        return;
+      }
+      if (result->exit_code != 0) {
+        setup_error_ = "openssl " + args[1] + " exited with " +
+                       std::to_string(result->exit_code) + ": " + result->err;
+        return;
+      }
     }
   }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(*dir_);
     delete dir_;
+    setup_error_.clear();
   }
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
   static std::string Path(const std::string& name) {
     return *dir_ + "/" + name;
   }
@@ -80,6 +91,7 @@ class TlsTest : public ::testing::Test {
   }
 
   static std::string* dir_;
+  static inline std::string setup_error_;
 };
 
 std::string* TlsTest::dir_ = nullptr;

@@ -37,8 +37,9 @@ struct Case {
 // (IN_OUT 20 → 40 TANH → 30 GELU → 5 IDENTITY) in versions 1 and 2.
 class ConcurrencyIntegrationTest
     : public SharedServerTest<ConcurrencyIntegrationTest> {
- protected:
-  static void SetUpTestSuite() {
+ public:
+  // Run by SharedServerTest::SetUpTestSuite.
+  static void SetUpSharedSuite() {
     CreateRepository("nnserve_concurrency_itest");
     models_ = new std::vector<std::pair<RandomModel, int64_t>>();
     RandomModel digits = BuildRandomModel(
@@ -67,6 +68,7 @@ class ConcurrencyIntegrationTest
         {"--threads=2", absl::StrCat("--max-batch-rows=", kMaxBatchRows)});
   }
 
+ protected:
   static void TearDownTestSuite() {
     SharedServerTest::TearDownTestSuite();
     delete models_;

@@ -28,8 +28,9 @@ constexpr int64_t kMaxMessageBytes = 65536;
 // huge_input (4096 → 2): one row of it is 16 KiB, eight rows 128 KiB — over
 // the message limit while within the row limit.
 class ErrorsIntegrationTest : public SharedServerTest<ErrorsIntegrationTest> {
- protected:
-  static void SetUpTestSuite() {
+ public:
+  // Run by SharedServerTest::SetUpTestSuite.
+  static void SetUpSharedSuite() {
     CreateRepository("nnserve_errors_itest");
     const std::vector<LayerDef> small = {LayerDef(3, Activation::kRelu),
                                          LayerDef(2, Activation::kSoftmax)};
@@ -55,6 +56,7 @@ class ErrorsIntegrationTest : public SharedServerTest<ErrorsIntegrationTest> {
                        absl::StrCat("--max-message-bytes=", kMaxMessageBytes)});
   }
 
+ protected:
   static const Client& client() { return *server_->client; }
 
   // A request for `model` with the given shape and `values` floats.

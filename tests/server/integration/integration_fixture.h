@@ -27,6 +27,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,7 @@
 #include "client/channel.h"
 #include "client/client.h"
 #include "client/rows.h"
+#include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
 #include "tests/util/loopback_http.h"
 #include "tests/util/model_builder.h"
@@ -131,28 +133,62 @@ inline int ArgMaxRow(const std::vector<double>& values, int64_t cols,
 
 // Base of a test suite whose tests all run against one nnserve over one
 // temporary repository, started once for the suite. `Suite` is the derived
-// class (each suite gets its own repo_ and server_). The suite's
-// SetUpTestSuite makes repo_ (CreateRepository), writes its models there and
+// class (each suite gets its own repo_ and server_). The suite defines a
+// public static SetUpSharedSuite() (instead of SetUpTestSuite, which is this
+// class's): it makes repo_ (CreateRepository), writes its models there and
 // calls StartSharedServer; a suite with more state of its own tears it down
-// in its own TearDownTestSuite, which calls this one. When the server does
-// not start, SetUpTestSuite records the failure and every test fails in
-// SetUp.
+// in its own TearDownTestSuite, which calls this one.
+//
+// Setup records no gtest failure: GoogleTest skips every test of a suite
+// whose SetUpTestSuite failed, and CTest counts skipped tests as passed. When
+// the server does not start or SetUpSharedSuite throws, the reason is kept in
+// setup_error_ and every test fails in SetUp with it.
 template <typename Suite>
 class SharedServerTest : public ::testing::Test {
  protected:
+  static void SetUpTestSuite() {
+    try {
+      Suite::SetUpSharedSuite();
+    } catch (const std::exception& e) {
+      RecordSetupError(absl::StrCat("suite setup threw: ", e.what()));
+    }
+  }
+
   // Makes the repository directory (see ScopedTempDir for `name`).
   static void CreateRepository(const std::string& name) {
     repo_ = new ScopedTempDir(name);
   }
 
-  // Starts nnserve on repo_ with `extra_args` (StartServer) into server_.
+  // Starts nnserve on repo_ with `extra_args` (StartServer) into server_;
+  // if it does not start, records why instead.
   static void StartSharedServer(std::vector<std::string> extra_args) {
     ServerOptions options;
     options.model_repository = repo_->path();
     options.extra_args = std::move(extra_args);
-    absl::StatusOr<RunningServer> server = StartServer(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = new RunningServer(*std::move(server));
+    // A server that fails to start is stopped inside StartServer, where
+    // ~ServerProcess reports an unclean exit or a sanitizer report as a
+    // gtest failure: collect those into the message instead.
+    ::testing::TestPartResultArray failures;
+    absl::StatusOr<RunningServer> server = absl::UnknownError("not started");
+    {
+      ::testing::ScopedFakeTestPartResultReporter collect(&failures);
+      server = StartServer(options);
+    }
+    if (server.ok()) {
+      server_ = new RunningServer(*std::move(server));
+      return;
+    }
+    std::string error =
+        absl::StrCat("the server did not start: ", server.status().ToString());
+    for (int i = 0; i < failures.size(); ++i) {
+      absl::StrAppend(&error, "\n", failures.GetTestPartResult(i).message());
+    }
+    RecordSetupError(std::move(error));
+  }
+
+  // Keeps the first reason the suite's setup failed.
+  static void RecordSetupError(std::string error) {
+    if (setup_error_.empty()) setup_error_ = std::move(error);
   }
 
   static void TearDownTestSuite() {
@@ -160,14 +196,18 @@ class SharedServerTest : public ::testing::Test {
     server_ = nullptr;
     delete repo_;
     repo_ = nullptr;
+    setup_error_.clear();
   }
 
   void SetUp() override {
-    ASSERT_NE(server_, nullptr) << "the server failed to start";
+    ASSERT_TRUE(setup_error_.empty()) << setup_error_;
+    ASSERT_NE(server_, nullptr)
+        << "SetUpSharedSuite did not call StartSharedServer";
   }
 
   static inline ScopedTempDir* repo_ = nullptr;
   static inline RunningServer* server_ = nullptr;
+  static inline std::string setup_error_;
 };
 
 // Predict calls sent asynchronously on one Client, and their outcomes. The

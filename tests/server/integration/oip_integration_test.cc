@@ -24,8 +24,9 @@ using ::testing::ElementsAre;
 constexpr int64_t kInputs = 7;
 
 class OipIntegrationTest : public SharedServerTest<OipIntegrationTest> {
- protected:
-  static void SetUpTestSuite() {
+ public:
+  // Run by SharedServerTest::SetUpTestSuite.
+  static void SetUpSharedSuite() {
     CreateRepository("nnserve_oip_itest");
     model_ = new RandomModel(BuildRandomModel(
         "oip", kInputs,
@@ -40,6 +41,7 @@ class OipIntegrationTest : public SharedServerTest<OipIntegrationTest> {
     StartSharedServer({});
   }
 
+ protected:
   static void TearDownTestSuite() {
     delete model_;
     model_ = nullptr;
@@ -48,6 +50,7 @@ class OipIntegrationTest : public SharedServerTest<OipIntegrationTest> {
 
   void SetUp() override {
     SharedServerTest::SetUp();
+    if (HasFatalFailure()) return;
     stub_ = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
         server_->process->grpc_target(), grpc::InsecureChannelCredentials()));
   }

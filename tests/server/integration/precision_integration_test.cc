@@ -49,11 +49,10 @@ double Tolerance(engine::Precision precision) {
 // 40 -> 96 GELU -> 48 TANH -> 6 IDENTITY, different weights.
 class PrecisionIntegrationTest
     : public SharedServerTest<PrecisionIntegrationTest> {
- protected:
-  static void SetUpTestSuite() {
-    const engine::PrecisionSupport& support =
-        engine::DetectedPrecisionSupport();
-    if (!support.bf16 || !support.int8) return;  // Tests skip.
+ public:
+  // Run by SharedServerTest::SetUpTestSuite.
+  static void SetUpSharedSuite() {
+    if (!Supported()) return;  // Tests skip.
     CreateRepository("nnserve_precision_itest");
     models_ = new std::vector<ServedPrecision>();
     uint32_t seed = 70;
@@ -72,14 +71,21 @@ class PrecisionIntegrationTest
     StartSharedServer({"--threads=2", "--layer-timing=true"});
   }
 
+ protected:
   static void TearDownTestSuite() {
     SharedServerTest::TearDownTestSuite();
     delete models_;
     models_ = nullptr;
   }
 
+  static bool Supported() {
+    const engine::PrecisionSupport& support =
+        engine::DetectedPrecisionSupport();
+    return support.bf16 && support.int8;
+  }
+
   void SetUp() override {
-    if (models_ == nullptr) {
+    if (!Supported()) {
       GTEST_SKIP() << "BF16 or INT8 is not native on this CPU (oneDNN ISA "
                    << engine::DetectedPrecisionSupport().isa << ")";
     }

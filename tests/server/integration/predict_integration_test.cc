@@ -35,8 +35,9 @@ struct ServedModel {
 // wide has ~50k parameters: batches of more than ~5 rows exceed the
 // server's default inline work limit and run on the inference workers.
 class PredictIntegrationTest : public SharedServerTest<PredictIntegrationTest> {
- protected:
-  static void SetUpTestSuite() {
+ public:
+  // Run by SharedServerTest::SetUpTestSuite.
+  static void SetUpSharedSuite() {
     CreateRepository("nnserve_predict_itest");
     models_ = new std::vector<ServedModel>();
     auto add = [](std::string_view name, int64_t input,
@@ -81,6 +82,7 @@ class PredictIntegrationTest : public SharedServerTest<PredictIntegrationTest> {
     StartSharedServer({"--threads=2"});
   }
 
+ protected:
   static void TearDownTestSuite() {
     SharedServerTest::TearDownTestSuite();
     delete models_;

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -82,21 +83,32 @@ absl::Status Reach(const Client& client) {
 
 class TlsIntegrationTest : public ::testing::Test {
  protected:
+  // No gtest assertion here: GoogleTest skips (and CTest passes) every test
+  // of a suite whose SetUpTestSuite failed; SetUp fails them instead.
   static void SetUpTestSuite() {
-    dir_ = new ScopedTempDir("nnserve_tls_itest");
-    absl::StatusOr<TestCertificates> certs = MakeTestCertificates(dir_->path());
-    ASSERT_TRUE(certs.ok()) << certs.status();
-    certs_ = new TestCertificates(*certs);
-    model_ = new RandomModel(BuildRandomModel(
-        "tiny", 6,
-        {LayerDef(12, Activation::kRelu), LayerDef(3, Activation::kSoftmax)},
-        WeightLayout::kOutIn, 5));
-    for (const char* label : {"red", "green", "blue"}) {
-      model_->config.mutable_output()->add_labels(label);
+    try {
+      dir_ = new ScopedTempDir("nnserve_tls_itest");
+      absl::StatusOr<TestCertificates> certs =
+          MakeTestCertificates(dir_->path());
+      if (!certs.ok()) {
+        setup_error_ =
+            absl::StrCat("test certificates: ", certs.status().ToString());
+        return;
+      }
+      certs_ = new TestCertificates(*certs);
+      model_ = new RandomModel(BuildRandomModel(
+          "tiny", 6,
+          {LayerDef(12, Activation::kRelu), LayerDef(3, Activation::kSoftmax)},
+          WeightLayout::kOutIn, 5));
+      for (const char* label : {"red", "green", "blue"}) {
+        model_->config.mutable_output()->add_labels(label);
+      }
+      fs::create_directory(dir_->path() / "repo");
+      WriteModelDir(dir_->path() / "repo", *model_, 1, FileFormat::kSafetensors,
+                    formats::DType::kF32);
+    } catch (const std::exception& e) {
+      setup_error_ = absl::StrCat("suite setup threw: ", e.what());
     }
-    fs::create_directory(dir_->path() / "repo");
-    WriteModelDir(dir_->path() / "repo", *model_, 1, FileFormat::kSafetensors,
-                  formats::DType::kF32);
   }
   static void TearDownTestSuite() {
     delete model_;
@@ -105,8 +117,9 @@ class TlsIntegrationTest : public ::testing::Test {
     certs_ = nullptr;
     delete dir_;
     dir_ = nullptr;
+    setup_error_.clear();
   }
-  void SetUp() override { ASSERT_NE(certs_, nullptr); }
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
 
   // Starts nnserve on the suite's repository with `extra_args`; returns
   // once it serves (the port file is written then).
@@ -162,6 +175,7 @@ class TlsIntegrationTest : public ::testing::Test {
   static inline ScopedTempDir* dir_ = nullptr;
   static inline TestCertificates* certs_ = nullptr;
   static inline RandomModel* model_ = nullptr;
+  static inline std::string setup_error_;
 };
 
 TEST_F(TlsIntegrationTest, PredictOverTlsAndRefusals) {

@@ -4,6 +4,7 @@
 // (tests/util/test_certs.h).
 #include "server/tls/tls_credentials.h"
 
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -24,11 +25,21 @@ using ::testing::HasSubstr;
 
 class TlsCredentialsTest : public ::testing::Test {
  protected:
+  // No gtest assertion here: GoogleTest skips (and CTest passes) every test
+  // of a suite whose SetUpTestSuite failed; SetUp fails them instead.
   static void SetUpTestSuite() {
-    dir_ = new ScopedTempDir("nnserve_tls_unit");
+    try {
+      dir_ = new ScopedTempDir("nnserve_tls_unit");
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
+      return;
+    }
     absl::StatusOr<TestCertificates> certs =
         nnserve::testing::MakeTestCertificates(dir_->path());
-    ASSERT_TRUE(certs.ok()) << certs.status();
+    if (!certs.ok()) {
+      setup_error_ = "test certificates: " + certs.status().ToString();
+      return;
+    }
     certs_ = new TestCertificates(*certs);
   }
   static void TearDownTestSuite() {
@@ -36,8 +47,9 @@ class TlsCredentialsTest : public ::testing::Test {
     certs_ = nullptr;
     delete dir_;
     dir_ = nullptr;
+    setup_error_.clear();
   }
-  void SetUp() override { ASSERT_NE(certs_, nullptr); }
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
 
   static TlsOptions Server(const CertAndKey& pair) {
     TlsOptions options;
@@ -56,6 +68,7 @@ class TlsCredentialsTest : public ::testing::Test {
 
   static inline ScopedTempDir* dir_ = nullptr;
   static inline TestCertificates* certs_ = nullptr;
+  static inline std::string setup_error_;
 };
 
 TEST_F(TlsCredentialsTest, ModeFollowsWhichFilesAreSet) {
