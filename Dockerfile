@@ -27,6 +27,7 @@ RUN apt-get update \
       grpc-proto libdnnl-dev ocl-icd-opencl-dev opencl-c-headers \
       prometheus-cpp-dev libabsl-dev libgtest-dev libgmock-dev \
       libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev \
+      libcpp-httplib-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -61,7 +62,7 @@ RUN apt-get update \
       libgrpc++1.51 libprotobuf32 libabsl20220623 \
       libdnnl2 ocl-icd-libopencl1 libgomp1 \
       libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 \
-      libspdlog1.10 libfmt9 \
+      libspdlog1.10 libfmt9 libcpp-httplib0.11 libssl3 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
       /var/log/apt /var/log/dpkg.log \
  && useradd --system --uid 10001 --gid 0 --home-dir /nonexistent \

@@ -10,6 +10,7 @@ packages=(
   prometheus-cpp-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libcpp-httplib-dev libssl-dev
   python3-numpy python3-grpcio python3-grpc-tools python3-protobuf
   python3-sklearn python3-yaml
   prometheus clang-format curl openssl

@@ -9,9 +9,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "civetweb.h"
 #include "common/exceptions.h"
 #include "common/str_util.h"
+#include "httplib.h"
 #include "server/frontend/status.h"
 #include "server/http/http_status.h"
 #include "server/http/oip_json.h"
@@ -26,15 +26,31 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::string_view kJson = "application/json";
+constexpr char kJson[] = "application/json";
 constexpr std::string_view kBinaryHeader = "Inference-Header-Content-Length";
 
-// civetweb's own messages (a failed TLS handshake, a malformed request
-// line) go to the log, not stderr.
-int LogCivetwebMessage(const mg_connection* /*connection*/,
-                       const char* message) {
-  spdlog::warn("event=http_error message={}", LogQuote(message));
-  return 1;
+// "host:port" split; IPv6 hosts may be bracketed ("[::]:8000").
+absl::StatusOr<std::pair<std::string, int>> SplitAddress(
+    const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = -1;
+  if (colon != std::string::npos) {
+    const char* begin = address.data() + colon + 1;
+    const char* end = address.data() + address.size();
+    auto [last, error] = std::from_chars(begin, end, port);
+    if (error != std::errc() || last != end || begin == end) port = -1;
+  }
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http-address '", address,
+                     "' is not host:port; expected e.g. 0.0.0.0:8000 (empty "
+                     "disables REST)"));
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return std::make_pair(host, port);
 }
 
 // Reserves bytes of the decoding budget for one request; releases them
@@ -91,99 +107,124 @@ RestServer::RestServer(const Options& options, OipCore* core,
 
 absl::StatusOr<std::unique_ptr<RestServer>> RestServer::Start(
     const Options& options, OipCore* core, const ModelRegistry* registry) {
+  absl::StatusOr<std::pair<std::string, int>> address =
+      SplitAddress(options.address);
+  if (!address.ok()) return address.status();
   auto server =
       std::unique_ptr<RestServer>(new RestServer(options, core, registry));
   absl::StatusOr<std::unique_ptr<RestTls>> tls = RestTls::Create(options.tls);
   if (!tls.ok()) return tls.status();
   server->tls_ = *std::move(tls);
+  if (server->tls_ != nullptr) {
+    RestTls* rest_tls = server->tls_.get();
+    auto https = std::make_unique<httplib::SSLServer>(
+        [rest_tls](SSL_CTX& context) { return rest_tls->Configure(&context); });
+    if (!https->is_valid()) {
+      return absl::InternalError(
+          "cannot set up the REST listener's TLS context (OpenSSL)");
+    }
+    server->http_ = std::move(https);
+  } else {
+    server->http_ = std::make_unique<httplib::Server>();
+  }
 
-  const std::string ports =
-      absl::StrCat(options.address, server->tls_ != nullptr ? "s" : "");
-  const std::string threads = absl::StrCat(std::max(options.threads, 1));
-  const char* civetweb_options[] = {
-      "listening_ports", ports.c_str(),  //
-      "num_threads", threads.c_str(),    //
-      "enable_keep_alive", "yes",        //
-      // A request (headers and body) must arrive within 30 s, and an idle
-      // kept-alive connection gives its thread back after 10 s.
-      "request_timeout_ms", "30000",     //
-      "keep_alive_timeout_ms", "10000",  //
-      nullptr};
-  mg_callbacks callbacks{};
-  callbacks.log_message = &LogCivetwebMessage;
-  if (server->tls_ != nullptr) callbacks.init_ssl = &RestTls::InitSsl;
-  mg_init_data init{.callbacks = &callbacks,
-                    .user_data = server->tls_.get(),
-                    .configuration_options = civetweb_options};
-  unsigned error_code = 0;
-  char error_text[256] = "";
-  mg_error_data error{.code = &error_code,
-                      .text = error_text,
-                      .text_buffer_size = sizeof error_text};
-  server->context_ = mg_start2(&init, &error);
-  if (server->context_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot serve REST on --http-address '", options.address,
-        "': ", error_text[0] != '\0' ? error_text : "unknown error",
-        " (address in use or invalid?)"));
+  httplib::Server& http = *server->http_;
+  const size_t threads = static_cast<size_t>(std::max(options.threads, 1));
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // A request must arrive within 30 s; an idle kept-alive connection gives
+  // its thread back after 10 s.
+  http.set_read_timeout(std::chrono::seconds(30));
+  http.set_write_timeout(std::chrono::seconds(30));
+  http.set_keep_alive_timeout(10);
+  http.set_tcp_nodelay(true);
+  // Bodies over the limit are drained, not kept, and answered 413.
+  http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
+  RestServer* self = server.get();
+  const auto plain = [self](const httplib::Request& request,
+                            httplib::Response& response) {
+    self->Handle(request, response, nullptr);
+  };
+  const auto with_body = [self](const httplib::Request& request,
+                                httplib::Response& response,
+                                const httplib::ContentReader& reader) {
+    self->Handle(request, response, &reader);
+  };
+  http.Get(".*", plain);
+  http.Options(".*", plain);
+  http.Post(".*", with_body);
+  http.Put(".*", with_body);
+  http.Patch(".*", with_body);
+  http.Delete(".*", with_body);
+
+  const auto& [host, port] = *address;
+  const bool bound = port == 0
+                         ? (server->port_ = http.bind_to_any_port(host)) > 0
+                         : http.bind_to_port(host, port);
+  if (!bound) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for REST on --http-address '",
+                     options.address, "' (address in use or invalid)"));
   }
-  mg_server_port port{};
-  if (mg_get_server_ports(server->context_, 1, &port) < 1) {
-    return absl::UnavailableError(absl::StrCat("REST on --http-address '",
-                                               options.address,
-                                               "' has no listening port"));
-  }
-  server->port_ = port.port;
-  mg_set_request_handler(server->context_, "/", &RestServer::Handle,
-                         server.get());
+  if (port != 0) server->port_ = port;
+  server->listener_ = std::thread([&http] { http.listen_after_bind(); });
   return server;
 }
 
 RestServer::~RestServer() {
-  if (context_ != nullptr) mg_stop(context_);
+  if (http_ != nullptr) http_->stop();
+  if (listener_.joinable()) listener_.join();
 }
 
-int RestServer::Handle(mg_connection* connection, void* self) {
-  RestServer* server = static_cast<RestServer*>(self);
+void RestServer::Handle(const httplib::Request& request,
+                        httplib::Response& response,
+                        const httplib::ContentReader* reader) {
   Reply reply;
   const absl::Status failed = StatusOfCall("handling a REST request", [&] {
-    reply = server->Serve(connection);
+    reply = Serve(request, reader);
     return absl::OkStatus();
   });
   if (!failed.ok()) reply = Reply::Error(failed);
-
-  const mg_request_info* request = mg_get_request_info(connection);
-  const bool head = std::string_view(request->request_method) == "HEAD";
-  const bool binary = reply.json_size < reply.body.size();
-  mg_response_header_start(connection, reply.status);
-  mg_response_header_add(connection, "Content-Type",
-                         binary ? "application/octet-stream" : kJson.data(),
-                         -1);
-  if (binary) {
-    mg_response_header_add(connection, kBinaryHeader.data(),
-                           absl::StrCat(reply.json_size).c_str(), -1);
-  }
+  response.status = reply.status;
   if (!reply.allow.empty()) {
-    mg_response_header_add(connection, "Allow", reply.allow.data(),
-                           static_cast<int>(reply.allow.size()));
+    response.set_header("Allow", std::string(reply.allow));
   }
-  mg_response_header_add(connection, "Content-Length",
-                         absl::StrCat(reply.body.size()).c_str(), -1);
-  mg_response_header_send(connection);
-  if (!head) mg_write(connection, reply.body.data(), reply.body.size());
-  return reply.status;
+  if (reply.json_size < reply.body.size()) {
+    response.set_header(std::string(kBinaryHeader),
+                        absl::StrCat(reply.json_size));
+    response.set_content(std::move(reply.body), "application/octet-stream");
+  } else {
+    response.set_content(std::move(reply.body), kJson);
+  }
 }
 
-RestServer::Reply RestServer::Serve(mg_connection* connection) {
-  const mg_request_info* request = mg_get_request_info(connection);
-  const std::string_view method = request->request_method;
-  absl::StatusOr<RestRoute> route = MatchRestRoute(
-      method, request->local_uri != nullptr ? request->local_uri : "");
+RestServer::Reply RestServer::Serve(const httplib::Request& request,
+                                    const httplib::ContentReader* reader) {
+  absl::StatusOr<RestRoute> route =
+      MatchRestRoute(request.method, request.path);
+  if (route.ok() && route->method_allowed &&
+      route->operation == RestOperation::kInfer) {
+    // Counted before the drain check, so WaitForIdle cannot miss it.
+    TrackedCall tracked(&calls_);
+    const Clock::time_point start = Clock::now();
+    Reply reply = calls_.draining()
+                      ? Reply::Error(CallTracker::DrainingError())
+                      : Infer(request, reader, route->model, route->version);
+    registry_->RequestMetricsFor(route->model)
+        ->Record(Method::kRestInfer,
+                 ToGrpcStatus(absl::Status(reply.code, "")).error_code(),
+                 std::chrono::duration<double>(Clock::now() - start).count());
+    return reply;
+  }
+  // Any other request's body is read and dropped, so that a kept-alive
+  // connection stays in step.
+  if (reader != nullptr) {
+    (*reader)([](const char*, size_t) { return true; });
+  }
   if (!route.ok()) return Reply::Error(route.status());
   if (!route->method_allowed) {
     Reply reply = Reply::Error(absl::InvalidArgumentError(absl::StrCat(
-        "method ", Clip(method), " is not allowed on '",
-        Clip(request->local_uri), "'; expected ", Sv(route->allowed_method))));
+        "method ", Clip(request.method), " is not allowed on '",
+        Clip(request.path), "'; expected ", Sv(route->allowed_method))));
     reply.status = 405;
     reply.allow = route->allowed_method;
     return reply;
@@ -220,40 +261,39 @@ RestServer::Reply RestServer::Serve(mg_connection* connection) {
       return Reply::Json(*ready ? 200 : 503,
                          ModelReadyJson(route->model, *ready));
     }
-    case RestOperation::kInfer: {
-      const Clock::time_point start = Clock::now();
-      Reply reply = Infer(connection, route->model, route->version);
-      registry_->RequestMetricsFor(route->model)
-          ->Record(Method::kRestInfer,
-                   ToGrpcStatus(absl::Status(reply.code, "")).error_code(),
-                   std::chrono::duration<double>(Clock::now() - start).count());
-      return reply;
-    }
     default:
       return Reply::Error(absl::InternalError("unrouted REST operation"));
   }
 }
 
-RestServer::Reply RestServer::Infer(mg_connection* connection,
+RestServer::Reply RestServer::Infer(const httplib::Request& request,
+                                    const httplib::ContentReader* reader,
                                     const std::string& model,
                                     const std::string& version) {
-  const mg_request_info* request = mg_get_request_info(connection);
-  const int64_t length = request->content_length;  // -1: not given.
-  if (length > options_.max_body_bytes) {
+  // Without a Content-Length (chunked), the body may be up to the limit.
+  const int64_t length =
+      request.has_header("Content-Length")
+          ? static_cast<int64_t>(
+                request.get_header_value<uint64_t>("Content-Length"))
+          : -1;
+  const auto too_large = [&] {
     Reply reply = Reply::Error(absl::ResourceExhaustedError(absl::StrCat(
-        "the request body is ", length, " bytes, over the server's limit of ",
-        options_.max_body_bytes,
+        "the request body is ",
+        length >= 0 ? absl::StrCat(length, " bytes, over") : "over",
+        " the server's limit of ", options_.max_body_bytes,
         " bytes for REST bodies (4 x --max-message-bytes)")));
     reply.status = 413;
     return reply;
-  }
-  // Without a Content-Length (chunked), the body may be up to the limit.
-  const int64_t expected = length >= 0 ? length : options_.max_body_bytes;
+  };
+  const int64_t expected = std::min(
+      length >= 0 ? length : options_.max_body_bytes, options_.max_body_bytes);
   BudgetReservation reservation(&budget_in_use_,
                                 expected * kDecodeBytesPerBodyByte);
-  if (reservation.previous() > 0 &&
+  if (length <= options_.max_body_bytes && reservation.previous() > 0 &&
       reservation.previous() + expected * kDecodeBytesPerBodyByte >
           options_.memory_budget_bytes) {
+    // Its body is drained (not kept), so the connection stays in step.
+    if (reader != nullptr) (*reader)([](const char*, size_t) { return true; });
     return Reply::Error(absl::ResourceExhaustedError(absl::StrCat(
         "the server is decoding ", reservation.previous(),
         " bytes' worth of other REST requests and this one would take it "
@@ -262,45 +302,30 @@ RestServer::Reply RestServer::Infer(mg_connection* connection,
         " bytes (--max-memory-bytes / 8); retry later")));
   }
 
-  // Read the body.
+  // Read the body (over the limit, httplib drains it and says so).
   std::string body;
-  body.resize(static_cast<size_t>(length >= 0 ? length : 0));
-  size_t filled = 0;
-  while (true) {
-    if (filled == body.size()) {
-      if (length >= 0) break;
-      if (static_cast<int64_t>(body.size()) >= options_.max_body_bytes) {
-        Reply reply = Reply::Error(absl::ResourceExhaustedError(
-            absl::StrCat("the request body is over the server's limit of ",
-                         options_.max_body_bytes, " bytes for REST bodies")));
-        reply.status = 413;
-        return reply;
-      }
-      body.resize(std::min<size_t>(std::max<size_t>(body.size() * 2, 65536),
-                                   options_.max_body_bytes + 1));
-    }
-    const int read =
-        mg_read(connection, body.data() + filled, body.size() - filled);
-    if (read < 0) {
-      return Reply::Error(absl::InvalidArgumentError(
-          absl::StrCat("the request body ended after ", filled, " of ", length,
-                       " bytes (connection closed or timed out)")));
-    }
-    if (read == 0) {
-      if (length >= 0) {
-        return Reply::Error(absl::InvalidArgumentError(
-            absl::StrCat("the request body ended after ", filled, " of ",
-                         length, " bytes")));
-      }
-      body.resize(filled);
-      break;
-    }
-    filled += static_cast<size_t>(read);
+  if (length > 0) body.reserve(static_cast<size_t>(expected));
+  const bool complete =
+      reader != nullptr && (*reader)([&](const char* data, size_t size) {
+        body.append(data, size);
+        return true;
+      });
+  if (length > options_.max_body_bytes ||
+      static_cast<int64_t>(body.size()) > options_.max_body_bytes) {
+    return too_large();
+  }
+  if (!complete) {
+    return Reply::Error(absl::InvalidArgumentError(
+        absl::StrCat("the request body ended after ", body.size(),
+                     length >= 0 ? absl::StrCat(" of ", length) : "",
+                     " bytes (connection closed or timed out)")));
   }
 
   // Decode.
   size_t json_size = body.size();
-  if (const char* header = mg_get_header(connection, kBinaryHeader.data())) {
+  if (request.has_header(std::string(kBinaryHeader))) {
+    const std::string header =
+        request.get_header_value(std::string(kBinaryHeader));
     const std::string_view text = header;
     auto [end, error] =
         std::from_chars(text.data(), text.data() + text.size(), json_size);

@@ -1,6 +1,9 @@
 // RestServer: the Open Inference Protocol's (KServe V2) HTTP/JSON binding,
-// served by civetweb on its own port (--http-address). Its handlers are
-// thin, as the gRPC ones: route (rest_routes.h), decode (oip_json.h),
+// served by cpp-httplib on its own port (--http-address). (Not civetweb,
+// although prometheus-cpp brings it in: Debian 12's civetweb 1.15 cannot
+// load OpenSSL 3 — it looks for SSL_get_peer_certificate, which 3.0
+// removed — so it could not serve TLS; cpp-httplib links libssl3.) Its handlers
+// are thin, as the gRPC ones: route (rest_routes.h), decode (oip_json.h),
 // delegate to OipCore (the same validation, scheduler path, batching and
 // limits as gRPC ModelInfer and Predict), encode, record (method=
 // "rest_infer" in the request metrics). HTTP codes come from
@@ -17,11 +20,11 @@
 // after BeginDrain() every request other than the health checks is refused
 // with 503; WaitForIdle waits for the requests already accepted.
 //
-// Each request runs on one of civetweb's `threads` worker threads, which
-// waits for the scheduler's answer; a kept-alive connection holds a thread
-// between its requests. Thread-safe. The OipCore and ModelRegistry must
-// outlive the server; destroying it stops civetweb (mg_stop) and waits for
-// its threads.
+// Each connection is served by one of `threads` worker threads, which
+// waits for the scheduler's answer; a kept-alive connection holds its
+// thread between requests (up to 10 s idle). Thread-safe. The OipCore and
+// ModelRegistry must outlive the server; destroying it stops listening and
+// waits for the worker threads.
 #ifndef NNSERVE_SERVER_HTTP_REST_SERVER_H_
 #define NNSERVE_SERVER_HTTP_REST_SERVER_H_
 
@@ -30,6 +33,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "server/frontend/call_tracker.h"
@@ -37,8 +41,12 @@
 #include "server/lifecycle/model_registry.h"
 #include "server/tls/tls_credentials.h"
 
-struct mg_context;
-struct mg_connection;
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+class ContentReader;
+}  // namespace httplib
 
 namespace nnserve::server {
 
@@ -53,7 +61,7 @@ class RestServer {
  public:
   struct Options {
     std::string address;  // host:port; port 0 lets the OS choose.
-    int threads = 32;     // civetweb worker threads (connections served).
+    int threads = 32;     // Worker threads (connections served at once).
     int64_t max_body_bytes = 64 << 20;
     int64_t memory_budget_bytes = 256 << 20;
     // The same files as the gRPC listener (tls_credentials.h); empty:
@@ -83,18 +91,21 @@ class RestServer {
   RestServer(const Options& options, OipCore* core,
              const ModelRegistry* registry);
 
-  // civetweb's request handler (every path): answers and returns the HTTP
-  // status it sent.
-  static int Handle(mg_connection* connection, void* self);
-  Reply Serve(mg_connection* connection);
-  Reply Infer(mg_connection* connection, const std::string& model,
+  // Every request: `reader` reads its body (null for GET and HEAD).
+  void Handle(const httplib::Request& request, httplib::Response& response,
+              const httplib::ContentReader* reader);
+  Reply Serve(const httplib::Request& request,
+              const httplib::ContentReader* reader);
+  Reply Infer(const httplib::Request& request,
+              const httplib::ContentReader* reader, const std::string& model,
               const std::string& version);
 
   const Options options_;
   OipCore* const core_;
   const ModelRegistry* const registry_;
   std::unique_ptr<RestTls> tls_;  // Null: plaintext.
-  mg_context* context_ = nullptr;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread listener_;  // Runs http_'s accept loop.
   int port_ = 0;
   std::atomic<bool> ready_{false};
   std::atomic<int64_t> budget_in_use_{0};

@@ -160,16 +160,16 @@ int RestTls::OnCertificate(SSL* ssl, void* self) {
   return 1;
 }
 
-int RestTls::InitSsl(void* ssl_ctx, void* self) {
-  auto* context = static_cast<SSL_CTX*>(ssl_ctx);
-  auto* tls = static_cast<RestTls*>(self);
-  if (SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION) != 1) return -1;
-  SSL_CTX_set_cert_cb(context, &RestTls::OnCertificate, tls);
-  if (tls->mode_ == TlsMode::kMutual) {
+bool RestTls::Configure(SSL_CTX* context) {
+  if (SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION) != 1) {
+    return false;
+  }
+  SSL_CTX_set_cert_cb(context, &RestTls::OnCertificate, this);
+  if (mode_ == TlsMode::kMutual) {
     SSL_CTX_set_verify(
         context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
-  return 1;
+  return true;
 }
 
 }  // namespace nnserve::server

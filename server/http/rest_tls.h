@@ -3,16 +3,16 @@
 // -> TLS; + client CA -> mutual TLS, every client must present a
 // certificate that chains to it.
 //
-// civetweb creates the OpenSSL context; its init_ssl callback (InitSsl)
-// hands it to this class, which requires TLS 1.2 or newer and installs a
-// certificate callback. That callback gives each new handshake the current
-// certificate, key and client roots, which are re-read from the files at
-// most every `reload_seconds` — so rotating the files needs no restart, as
-// on the gRPC port. A re-read that fails (a file missing, not PEM, a key of
-// another certificate) keeps the last good material and logs why.
+// The HTTP server creates the OpenSSL context and hands it to Configure,
+// which requires TLS 1.2 or newer and installs a certificate callback. That
+// callback gives each new handshake the current certificate, key and client
+// roots, which are re-read from the files at most every `reload_seconds` — so
+// rotating the files needs no restart, as on the gRPC port. A re-read that
+// fails (a file missing, not PEM, a key of another certificate) keeps the last
+// good material and logs why.
 //
-// Thread-safe: handshakes run concurrently on civetweb's threads. Must
-// outlive the civetweb context it was installed into.
+// Thread-safe: handshakes run concurrently on the server's threads. Must
+// outlive the SSL_CTX it configured.
 #ifndef NNSERVE_SERVER_HTTP_REST_TLS_H_
 #define NNSERVE_SERVER_HTTP_REST_TLS_H_
 
@@ -25,6 +25,7 @@
 #include "server/tls/tls_credentials.h"
 
 typedef struct ssl_st SSL;
+typedef struct ssl_ctx_st SSL_CTX;
 
 namespace nnserve::server {
 
@@ -36,9 +37,8 @@ class RestTls {
       const TlsOptions& options);
   ~RestTls();
 
-  // civetweb's init_ssl callback: `ssl_ctx` is its SSL_CTX, `self` this.
-  // Returns 1 (configured) or -1 (failed; civetweb does not start).
-  static int InitSsl(void* ssl_ctx, void* self);
+  // Sets `context` up for this listener; false if OpenSSL refused.
+  bool Configure(SSL_CTX* context);
 
  private:
   struct Material;  // OpenSSL objects loaded from the files.
