@@ -8,7 +8,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cerrno>
+#include <cstring>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -74,7 +77,11 @@ std::string MakeTempDir() {
   const char* base = getenv("TMPDIR");
   std::string pattern =
       absl::StrCat(base != nullptr ? base : "/tmp", "/nnserve-client-XXXXXX");
-  if (mkdtemp(pattern.data()) == nullptr) return "/tmp";
+  // Never a shared directory instead: callers remove what they get.
+  if (mkdtemp(pattern.data()) == nullptr) {
+    throw std::runtime_error(absl::StrCat("mkdtemp(", pattern,
+                                          ") failed: ", strerror(errno)));
+  }
   return pattern;
 }
 

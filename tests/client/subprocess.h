@@ -49,7 +49,8 @@ class ChildProcess {
   bool reaped_ = false;
 };
 
-// A fresh empty directory under $TMPDIR (or /tmp).
+// A fresh empty directory under $TMPDIR (or /tmp); throws
+// std::runtime_error if none can be made.
 std::string MakeTempDir();
 
 // Starts bench/transport_baseline_server on 127.0.0.1 port 0 with
