@@ -338,7 +338,8 @@ absl::Status RunServe(const ServeOptions& options) {
   OipCore rest_core(&registry, &scheduler,
                     ServiceOptions{.max_batch_rows = options.max_batch_rows,
                                    .max_message_bytes = message_limit},
-                    options.build_version);
+                    options.build_version,
+                    {std::begin(kRestExtensions), std::end(kRestExtensions)});
   std::unique_ptr<RestServer> rest;
   if (!options.http_address.empty()) {
     absl::StatusOr<std::unique_ptr<RestServer>> started = RestServer::Start(
@@ -347,7 +348,7 @@ absl::Status RunServe(const ServeOptions& options) {
                             .max_body_bytes = rest_body_bytes,
                             .memory_budget_bytes = rest_budget_bytes,
                             .tls = options.tls},
-        &rest_core, &registry);
+        &rest_core, &registry, &lifecycle);
     if (!started.ok()) {
       server->Shutdown(std::chrono::system_clock::now());
       scheduler.Shutdown();

@@ -73,11 +73,13 @@ void FillInferResponse(const inference::ModelInferRequest& request,
 }  // namespace
 
 OipCore::OipCore(const ModelRegistry* registry, Scheduler* scheduler,
-                 const ServiceOptions& options, std::string server_version)
+                 const ServiceOptions& options, std::string server_version,
+                 std::vector<std::string> extensions)
     : registry_(registry),
       scheduler_(scheduler),
       options_(options),
-      server_version_(std::move(server_version)) {}
+      server_version_(std::move(server_version)),
+      extensions_(std::move(extensions)) {}
 
 absl::StatusOr<bool> OipCore::ModelReady(std::string_view name,
                                          std::string_view version) const {
@@ -93,7 +95,9 @@ void OipCore::ServerMetadata(
     inference::ServerMetadataResponse* response) const {
   response->set_name("nnserve");
   response->set_version(server_version_);
-  response->add_extensions("classification");
+  for (const std::string& extension : extensions_) {
+    response->add_extensions(extension);
+  }
 }
 
 absl::Status OipCore::ModelMetadata(

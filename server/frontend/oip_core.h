@@ -18,6 +18,7 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -44,9 +45,11 @@ struct OipCall {
 
 class OipCore {
  public:
-  // `server_version` is ServerMetadata's version (the build version).
+  // `server_version` is ServerMetadata's version (the build version);
+  // `extensions` the protocol extensions the binding serves.
   OipCore(const ModelRegistry* registry, Scheduler* scheduler,
-          const ServiceOptions& options, std::string server_version);
+          const ServiceOptions& options, std::string server_version,
+          std::vector<std::string> extensions);
 
   const ServiceOptions& options() const { return options_; }
 
@@ -56,7 +59,7 @@ class OipCore {
   absl::StatusOr<bool> ModelReady(std::string_view name,
                                   std::string_view version) const;
 
-  // name "nnserve", the build version, the extensions served.
+  // name "nnserve", the build version, the binding's extensions.
   void ServerMetadata(inference::ServerMetadataResponse* response) const;
 
   // Name, versions, platform, the input [-1, in], the output [-1, out] and
@@ -79,6 +82,7 @@ class OipCore {
   Scheduler* const scheduler_;
   const ServiceOptions options_;
   const std::string server_version_;
+  const std::vector<std::string> extensions_;
 };
 
 }  // namespace nnserve::server

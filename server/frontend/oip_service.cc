@@ -37,7 +37,9 @@ OipInferenceService::OipInferenceService(const ModelRegistry* registry,
                                          const ServiceOptions& options,
                                          std::string server_version)
     : registry_(registry),
-      core_(registry, scheduler, options, std::move(server_version)) {}
+      // The standard gRPC service has no RPCs of other extensions.
+      core_(registry, scheduler, options, std::move(server_version),
+            {"classification"}) {}
 
 absl::Status OipInferenceService::Admit(
     const grpc::CallbackServerContext* context, std::string_view method) const {

@@ -56,6 +56,21 @@ absl::StatusOr<RestRoute> MatchRestRoute(std::string_view method,
     }
     return UnknownPath(path);
   }
+  if (parts[0] == "repository") {
+    if (parts.size() == 2 && parts[1] == "index") {
+      return Route(RestOperation::kRepositoryIndex, method, "POST");
+    }
+    if (parts.size() == 4 && parts[1] == "models" && !parts[2].empty() &&
+        (parts[3] == "load" || parts[3] == "unload")) {
+      RestRoute route =
+          Route(parts[3] == "load" ? RestOperation::kRepositoryLoad
+                                   : RestOperation::kRepositoryUnload,
+                method, "POST");
+      route.model = std::string(parts[2]);
+      return route;
+    }
+    return UnknownPath(path);
+  }
   if (parts[0] != "models" || parts.size() < 2 || parts[1].empty()) {
     return UnknownPath(path);
   }

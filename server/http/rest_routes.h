@@ -5,6 +5,8 @@
 //   GET  /v2/models/{m}[/versions/{v}]        (model metadata)
 //   GET  /v2/models/{m}[/versions/{v}]/ready
 //   POST /v2/models/{m}[/versions/{v}]/infer
+//   POST /v2/repository/index                  (model repository extension)
+//   POST /v2/repository/models/{m}/load | /unload
 //
 // A trailing slash is ignored. Stateless; thread-safe.
 #ifndef NNSERVE_SERVER_HTTP_REST_ROUTES_H_
@@ -24,6 +26,9 @@ enum class RestOperation {
   kModelMetadata,
   kModelReady,
   kInfer,
+  kRepositoryIndex,
+  kRepositoryLoad,
+  kRepositoryUnload,
 };
 
 struct RestRoute {

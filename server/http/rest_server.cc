@@ -15,6 +15,7 @@
 #include "server/frontend/status.h"
 #include "server/http/http_status.h"
 #include "server/http/oip_json.h"
+#include "server/http/rest_repository.h"
 #include "server/http/rest_routes.h"
 #include "server/http/rest_tls.h"
 #include "server/observability/logging.h"
@@ -28,6 +29,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kJson[] = "application/json";
 constexpr std::string_view kBinaryHeader = "Inference-Header-Content-Length";
+// What is kept of a body other than an infer request's.
+constexpr size_t kMaxSmallBody = 64 << 10;
 
 // "host:port" split; IPv6 hosts may be bracketed ("[::]:8000").
 absl::StatusOr<std::pair<std::string, int>> SplitAddress(
@@ -102,16 +105,20 @@ struct RestServer::Reply {
 };
 
 RestServer::RestServer(const Options& options, OipCore* core,
-                       const ModelRegistry* registry)
-    : options_(options), core_(core), registry_(registry) {}
+                       const ModelRegistry* registry, ModelLifecycle* lifecycle)
+    : options_(options),
+      core_(core),
+      registry_(registry),
+      lifecycle_(lifecycle) {}
 
 absl::StatusOr<std::unique_ptr<RestServer>> RestServer::Start(
-    const Options& options, OipCore* core, const ModelRegistry* registry) {
+    const Options& options, OipCore* core, const ModelRegistry* registry,
+    ModelLifecycle* lifecycle) {
   absl::StatusOr<std::pair<std::string, int>> address =
       SplitAddress(options.address);
   if (!address.ok()) return address.status();
-  auto server =
-      std::unique_ptr<RestServer>(new RestServer(options, core, registry));
+  auto server = std::unique_ptr<RestServer>(
+      new RestServer(options, core, registry, lifecycle));
   absl::StatusOr<std::unique_ptr<RestTls>> tls = RestTls::Create(options.tls);
   if (!tls.ok()) return tls.status();
   server->tls_ = *std::move(tls);
@@ -215,10 +222,15 @@ RestServer::Reply RestServer::Serve(const httplib::Request& request,
                  std::chrono::duration<double>(Clock::now() - start).count());
     return reply;
   }
-  // Any other request's body is read and dropped, so that a kept-alive
-  // connection stays in step.
+  // Any other request's body is read (so that a kept-alive connection
+  // stays in step) and its first kMaxSmallBody bytes kept: the repository
+  // index request's.
+  std::string body;
   if (reader != nullptr) {
-    (*reader)([](const char*, size_t) { return true; });
+    (*reader)([&body](const char* data, size_t size) {
+      body.append(data, std::min(size, kMaxSmallBody - body.size()));
+      return true;
+    });
   }
   if (!route.ok()) return Reply::Error(route.status());
   if (!route->method_allowed) {
@@ -260,6 +272,20 @@ RestServer::Reply RestServer::Serve(const httplib::Request& request,
       if (!ready.ok()) return Reply::Error(ready.status());
       return Reply::Json(*ready ? 200 : 503,
                          ModelReadyJson(route->model, *ready));
+    }
+    case RestOperation::kRepositoryIndex: {
+      absl::StatusOr<bool> ready_only = ParseRepositoryIndexRequest(body);
+      if (!ready_only.ok()) return Reply::Error(ready_only.status());
+      return Reply::Json(
+          200, RepositoryIndexJson(registry_->ListModels(), *ready_only));
+    }
+    case RestOperation::kRepositoryLoad:
+    case RestOperation::kRepositoryUnload: {
+      absl::Status status = LoadOrUnload(
+          lifecycle_, route->operation == RestOperation::kRepositoryLoad,
+          route->model);
+      if (!status.ok()) return Reply::Error(status);
+      return Reply::Json(200, "{}");
     }
     default:
       return Reply::Error(absl::InternalError("unrouted REST operation"));

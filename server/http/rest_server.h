@@ -33,11 +33,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "server/frontend/call_tracker.h"
 #include "server/frontend/oip_core.h"
+#include "server/lifecycle/model_lifecycle.h"
 #include "server/lifecycle/model_registry.h"
 #include "server/tls/tls_credentials.h"
 
@@ -51,6 +53,12 @@ class ContentReader;
 namespace nnserve::server {
 
 class RestTls;
+
+// The Open Inference Protocol extensions served here (ServerMetadata over
+// REST): classification, Triton's binary tensor data and model repository
+// (rest_repository.h).
+inline constexpr std::string_view kRestExtensions[] = {
+    "classification", "binary_tensor_data", "model_repository"};
 
 // What decoding a JSON body costs in memory per body byte: the body, its
 // parsed JSON document and the decoded tensor (measured ≈ 3 for float
@@ -71,8 +79,10 @@ class RestServer {
 
   // Listens on `options.address`; UNAVAILABLE naming the address when it
   // cannot, INVALID_ARGUMENT for unusable TLS files.
+  // `lifecycle` serves the model repository extension (rest_repository.h).
   static absl::StatusOr<std::unique_ptr<RestServer>> Start(
-      const Options& options, OipCore* core, const ModelRegistry* registry);
+      const Options& options, OipCore* core, const ModelRegistry* registry,
+      ModelLifecycle* lifecycle);
   ~RestServer();
   RestServer(const RestServer&) = delete;
   RestServer& operator=(const RestServer&) = delete;
@@ -89,7 +99,7 @@ class RestServer {
  private:
   struct Reply;
   RestServer(const Options& options, OipCore* core,
-             const ModelRegistry* registry);
+             const ModelRegistry* registry, ModelLifecycle* lifecycle);
 
   // Every request: `reader` reads its body (null for GET and HEAD).
   void Handle(const httplib::Request& request, httplib::Response& response,
@@ -103,6 +113,7 @@ class RestServer {
   const Options options_;
   OipCore* const core_;
   const ModelRegistry* const registry_;
+  ModelLifecycle* const lifecycle_;
   std::unique_ptr<RestTls> tls_;  // Null: plaintext.
   std::unique_ptr<httplib::Server> http_;
   std::thread listener_;  // Runs http_'s accept loop.

@@ -35,6 +35,11 @@ TEST(RestRoutesTest, EveryStandardPath) {
       {"POST", "/v2/models/digits/versions/12/infer/", RestOperation::kInfer,
        "digits", "12"},
       {"HEAD", "/v2/health/ready", RestOperation::kServerReady, "", ""},
+      {"POST", "/v2/repository/index", RestOperation::kRepositoryIndex, "", ""},
+      {"POST", "/v2/repository/models/digits/load",
+       RestOperation::kRepositoryLoad, "digits", ""},
+      {"POST", "/v2/repository/models/digits/unload",
+       RestOperation::kRepositoryUnload, "digits", ""},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.path);
@@ -65,6 +70,8 @@ TEST(RestRoutesTest, UnknownPathsAreNotFound) {
        {"/", "/v1", "/v2x", "/v2/health", "/v2/health/alive", "/v2/models",
         "/v2/models/", "/v2/models/digits/versions", "/v2/models/digits/x",
         "/v2/models/digits/versions//infer", "/v2/models/d/infer/more",
+        "/v2/repository", "/v2/repository/models/d",
+        "/v2/repository/models//load", "/v2/repository/models/d/reload",
         "/metrics"}) {
     SCOPED_TRACE(path);
     absl::StatusOr<RestRoute> route = MatchRestRoute("GET", path);

@@ -215,6 +215,61 @@ TEST_F(RestIntegrationTest, SlowClientsCannotTakeMoreThanTheDecodeBudget) {
                         "method=\"rest_infer\",model=\"tiny\"}"));
 }
 
+TEST_F(RestIntegrationTest, ModelRepositoryExtensionLoadsAndUnloads) {
+  // Explicit model control, nothing loaded at start.
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = [] {
+    ServerOptions options;
+    options.model_repository = dir_->path() / "repo";
+    options.extra_args = {"--model-control-mode=explicit"};
+    return ServerProcess::Start(options);
+  }();
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->http_port();
+  const auto post = [port](const std::string& path,
+                           const std::string& body = "") {
+    absl::StatusOr<HttpResponse> response =
+        HttpRequest(port, "POST", path, body);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : HttpResponse{};
+  };
+  absl::StatusOr<HttpResponse> metadata = HttpGet(port, "/v2");
+  ASSERT_TRUE(metadata.ok());
+  EXPECT_THAT(metadata->body, HasSubstr("\"model_repository\""));
+  EXPECT_EQ(post("/v2/repository/index").body, "[]");
+
+  HttpResponse load = post("/v2/repository/models/tiny/load");
+  EXPECT_EQ(load.status_code, 200) << load.body;
+  EXPECT_EQ(post("/v2/repository/index").body,
+            R"([{"name":"tiny","version":"1","state":"READY","reason":""}])");
+  EXPECT_EQ(post("/v2/repository/index", R"({"ready": true})").status_code,
+            200);
+  absl::StatusOr<HttpResponse> ready = HttpGet(port, "/v2/models/tiny/ready");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status_code, 200);
+
+  HttpResponse missing = post("/v2/repository/models/nope/load");
+  EXPECT_EQ(missing.status_code, 404) << missing.body;
+  EXPECT_THAT(missing.body, HasSubstr("nope"));
+  EXPECT_EQ(post("/v2/repository/index", "{\"ready\": 1}").status_code, 400);
+
+  HttpResponse unload = post("/v2/repository/models/tiny/unload");
+  EXPECT_EQ(unload.status_code, 200) << unload.body;
+  ready = HttpGet(port, "/v2/models/tiny/ready");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status_code, 404) << ready->body;
+}
+
+TEST_F(RestIntegrationTest, RepositoryControlOutsideExplicitModeIs400) {
+  absl::StatusOr<RunningServer> server = Start({});
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<HttpResponse> load =
+      HttpRequest(server->process->http_port(), "POST",
+                  "/v2/repository/models/tiny/load", "");
+  ASSERT_TRUE(load.ok()) << load.status();
+  EXPECT_EQ(load->status_code, 400);
+  EXPECT_THAT(load->body, HasSubstr("explicit"));
+}
+
 class RestTlsIntegrationTest : public RestIntegrationTest {
  protected:
   // No gtest assertion here: GoogleTest skips (and CTest passes) every test
