@@ -37,6 +37,7 @@ and --tls-key-file present a client certificate.
 
 import argparse
 import atexit
+import http.client
 import importlib
 import json
 import os
@@ -229,6 +230,8 @@ def rest_call(args, path, body=None):
         raise ClientError(f"HTTP {e.code}: {message}") from None
     except urllib.error.URLError as e:
         raise ClientError(f"UNAVAILABLE: {args.url}: {e.reason}") from None
+    except (http.client.HTTPException, OSError) as e:  # dropped, timed out
+        raise ClientError(f"UNAVAILABLE: {args.url}: {e!r}") from None
 
 
 def run_rest(args, rows, layers):

@@ -54,7 +54,8 @@ class DockerfileTest(unittest.TestCase):
         self.assertNotRegex(runs, r"-dev\b|build-essential|\bcmake\b|\bg\+\+")
         for lib in ("libgrpc++1.51", "libprotobuf32", "libdnnl2",
                     "libprometheus-cpp-core1.0", "libprometheus-cpp-pull1.0",
-                    "libspdlog1.10", "libfmt9", "libgomp1"):
+                    "libspdlog1.10", "libfmt9", "libgomp1",
+                    "libcpp-httplib0.11", "libssl3"):  # REST (and its TLS)
             self.assertIn(lib, runs)
         self.assertIn("--no-install-recommends", runs)
         self.assertIn("rm -rf /var/lib/apt/lists/*", runs)

@@ -1,7 +1,8 @@
 """Runs the Python example client (client/python/nnserve_client.py) against
 the real nnserve server serving the example repository models/, over both
 protocols the example speaks: nnserve.v1 over gRPC (values and raw
-encodings) and the Open Inference Protocol over REST.
+encodings) and the Open Inference Protocol over REST; then both over TLS
+(a CA and server certificate made with openssl; REST as https://).
 
 The server is started by tests/util/nnserve_server.py ($NNSERVE_BINARY, set
 by CTest; gRPC, metrics and REST on 127.0.0.1 port 0). Expected outputs come
@@ -219,6 +220,76 @@ class PythonClientAgainstServerTest(unittest.TestCase):
         result = self.run_example(REST, "--model", "digits", "--raw", "1,2")
         self.assertEqual(result.returncode, 1)
         self.assertIn("--raw", result.stderr)
+
+
+def make_certs(directory):
+    """A CA and a server certificate for localhost/127.0.0.1, with openssl."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    ca, server = os.path.join(directory, "ca"), os.path.join(directory, "server")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=nnserve test CA", "-keyout", ca + ".key", "-out", ca + ".pem")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", server + ".key", "-out", server + ".csr")
+    with open(server + ".ext", "w", encoding="utf-8") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-days", "1", "-in", server + ".csr", "-CA", ca + ".pem",
+            "-CAkey", ca + ".key", "-CAcreateserial", "-extfile", server + ".ext",
+            "-out", server + ".pem")
+    return ca + ".pem", server + ".pem", server + ".key"
+
+
+class PythonClientOverTlsTest(unittest.TestCase):
+    """The example's TLS options: --tls-ca-file for gRPC and for an https://
+    REST URL, against one server whose certificate serves both ports."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="nnserve-pyclient-tls-")
+        cls.ca, cert, key = make_certs(cls.tmp.name)
+        cls.server = NnserveServer(model_repository=MODELS, args=[
+            f"--tls-cert-file={cert}", f"--tls-key-file={key}"])
+        cls.row = ",".join(f"{v:.9g}" for v in sample("digits")[0])
+        cls.want = int(np.argmax(expected("digits", sample("digits")[:1])[0]))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.tmp.cleanup()
+
+    def run_example(self, *args):
+        return subprocess.run(["/usr/bin/python3", EXAMPLE, "--model", "digits",
+                               *args, self.row],
+                              capture_output=True, text=True, timeout=120)
+
+    def test_both_protocols_verify_the_server_with_the_ca(self):
+        https = f"https://127.0.0.1:{self.server.http_port}"
+        for name, target in (
+                ("grpc", ["--address", self.server.grpc_address,
+                          "--stubs-dir", os.path.join(self.tmp.name, "stubs"),
+                          "--tls-server-name", "localhost"]),
+                ("rest", ["--protocol", "rest", "--url", https])):
+            with self.subTest(protocol=name):
+                result = self.run_example(*target, "--tls-ca-file", self.ca)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                printed = CLASS_LINE.findall(result.stdout)
+                self.assertEqual(len(printed), 1, result.stdout)
+                self.assertEqual(int(printed[0][2]), self.want)
+
+    def test_rest_without_the_ca_refuses_the_certificate(self):
+        result = self.run_example("--protocol", "rest", "--url",
+                                  f"https://127.0.0.1:{self.server.http_port}")
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertIn("error: UNAVAILABLE", result.stderr)
+        self.assertIn("CERTIFICATE_VERIFY_FAILED", result.stderr)
+
+    def test_plain_http_to_the_tls_port_fails(self):
+        result = self.run_example("--protocol", "rest", "--url",
+                                  f"http://127.0.0.1:{self.server.http_port}",
+                                  "--timeout", "5")
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertIn("error: UNAVAILABLE: http://127.0.0.1:", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
 
 
 if __name__ == "__main__":
