@@ -1,20 +1,23 @@
 // protocol_bench: nnserve.v1.Inference/Predict beside the Open Inference
-// Protocol's inference.GRPCInferenceService/ModelInfer against one running
-// server, same model, same input rows (raw float32 encoding), same closed
-// loop of `concurrency` callers, in the same run. The two protocols
-// alternate in short rounds so that drift on a shared machine hits both;
-// the output is throughput and latency percentiles per protocol and the
-// ModelInfer/Predict throughput ratio.
+// Protocol's inference.GRPCInferenceService/ModelInfer (and, with
+// --http-port, its REST binding) against one running server, same model,
+// same input rows (gRPC: raw float32; REST: JSON numbers), same closed loop
+// of `concurrency` callers, in the same run. The protocols alternate in
+// short rounds so that drift on a shared machine hits all of them; the
+// output is throughput and latency percentiles per protocol and each
+// protocol's throughput relative to Predict.
 //
 // Usage: protocol_bench --address 127.0.0.1:PORT --model digits
-//          --features 64 [--rows 1] [--concurrency 1,32] [--seconds 2]
-//          [--rounds 3]
-// A program, not a library: each caller is one thread doing blocking calls
-// on one shared channel; the results are merged after the threads join.
+//          --features 64 [--http-port PORT] [--rows 1]
+//          [--concurrency 1,32] [--seconds 2] [--rounds 3]
+// A program, not a library: each gRPC caller is one thread doing blocking
+// calls on one shared channel, each REST caller a thread with its own
+// kept-alive connection; the results are merged after the threads join.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,7 +25,9 @@
 
 #include "CLI/CLI.hpp"
 #include "grpcpp/grpcpp.h"
+#include "httplib.h"
 #include "inference/open_inference_grpc.grpc.pb.h"
+#include "nlohmann/json.hpp"
 #include "nnserve/v1/inference.grpc.pb.h"
 
 namespace {
@@ -36,7 +41,7 @@ struct Result {
   std::vector<double> latencies_us;
 };
 
-// Runs `call` from `concurrency` threads for `seconds`.
+// Runs `call(thread)` from `concurrency` threads for `seconds`.
 template <typename Call>
 Result RunLoop(int concurrency, double seconds, const Call& call) {
   std::vector<std::vector<double>> latencies(concurrency);
@@ -50,7 +55,7 @@ Result RunLoop(int concurrency, double seconds, const Call& call) {
     threads.emplace_back([&, t] {
       while (Clock::now() < end) {
         const Clock::time_point before = Clock::now();
-        if (!call()) errors.fetch_add(1);
+        if (!call(t)) errors.fetch_add(1);
         latencies[t].push_back(
             std::chrono::duration<double, std::micro>(Clock::now() - before)
                 .count());
@@ -91,7 +96,10 @@ int main(int argc, char** argv) {
   std::vector<int> concurrencies = {1, 32};
   double seconds = 2;
   int rounds = 3;
+  int http_port = 0;
   app.add_option("--address", address, "host:port of nnserve")->required();
+  app.add_option("--http-port", http_port,
+                 "nnserve's REST port on the same host (0: no REST)");
   app.add_option("--model", model, "model name")->required();
   app.add_option("--features", features, "the model's input width")->required();
   app.add_option("--rows", rows, "rows per call");
@@ -127,17 +135,39 @@ int main(int argc, char** argv) {
   input->add_shape(features);
   infer.add_raw_input_contents(raw);
 
-  auto call_predict = [&] {
+  const std::string rest_body = nlohmann::json{
+      {"inputs",
+       {{{"name", "input"},
+         {"shape", {rows, features}},
+         {"datatype", "FP32"},
+         {"data", x}}}}}.dump();
+  const std::string rest_path = "/v2/models/" + model + "/infer";
+  const std::string host = address.substr(0, address.rfind(':'));
+  const int max_callers =
+      *std::max_element(concurrencies.begin(), concurrencies.end());
+  std::vector<std::unique_ptr<httplib::Client>> rest_clients;
+  for (int t = 0; http_port > 0 && t < max_callers; ++t) {
+    rest_clients.push_back(std::make_unique<httplib::Client>(host, http_port));
+    rest_clients.back()->set_keep_alive(true);
+    rest_clients.back()->set_tcp_nodelay(true);
+  }
+
+  auto call_predict = [&](int) {
     grpc::ClientContext context;
     nnserve::v1::PredictResponse response;
     return predict_stub->Predict(&context, predict, &response).ok();
   };
-  auto call_infer = [&] {
+  auto call_infer = [&](int) {
     grpc::ClientContext context;
     inference::ModelInferResponse response;
     return oip_stub->ModelInfer(&context, infer, &response).ok();
   };
-  if (!call_predict() || !call_infer()) {
+  auto call_rest = [&](int t) {
+    httplib::Result result = rest_clients[static_cast<size_t>(t)]->Post(
+        rest_path, rest_body, "application/json");
+    return result && result->status == 200;
+  };
+  if (!call_predict(0) || !call_infer(0) || (http_port > 0 && !call_rest(0))) {
     std::fprintf(stderr,
                  "error: a warm-up call failed (address, model, "
                  "features?)\n");
@@ -146,27 +176,41 @@ int main(int argc, char** argv) {
 
   std::printf("%-11s %4s %12s %10s %10s %10s %7s\n", "protocol", "c", "calls/s",
               "p50 us", "p90 us", "p99 us", "errors");
+  struct Protocol {
+    const char* name;
+    std::function<bool(int)> call;
+    Result result;
+  };
+  std::vector<Protocol> protocols = {{"Predict", call_predict, {}},
+                                     {"ModelInfer", call_infer, {}}};
+  if (http_port > 0) protocols.push_back({"REST", call_rest, {}});
   for (int c : concurrencies) {
-    Result p, m;
-    RunLoop(c, seconds / 4, call_predict);  // Warm-up, not counted.
-    RunLoop(c, seconds / 4, call_infer);
-    for (int r = 0; r < rounds; ++r) {
-      Merge(p, RunLoop(c, seconds, call_predict));
-      Merge(m, RunLoop(c, seconds, call_infer));
+    for (Protocol& protocol : protocols) {
+      protocol.result = Result{};
+      RunLoop(c, seconds / 4, protocol.call);  // Warm-up, not counted.
     }
-    const double p_rate = static_cast<double>(p.calls) / p.seconds;
-    const double m_rate = static_cast<double>(m.calls) / m.seconds;
-    for (auto& [name, result, rate] :
-         {std::tuple<const char*, Result&, double>{"Predict", p, p_rate},
-          std::tuple<const char*, Result&, double>{"ModelInfer", m, m_rate}}) {
-      std::printf("%-11s %4d %12.0f %10.1f %10.1f %10.1f %7lld\n", name, c,
-                  rate, Percentile(result.latencies_us, 0.5),
+    for (int r = 0; r < rounds; ++r) {
+      for (Protocol& protocol : protocols) {
+        Merge(protocol.result, RunLoop(c, seconds, protocol.call));
+      }
+    }
+    const auto rate = [](const Result& result) {
+      return static_cast<double>(result.calls) / result.seconds;
+    };
+    for (Protocol& protocol : protocols) {
+      Result& result = protocol.result;
+      std::printf("%-11s %4d %12.0f %10.1f %10.1f %10.1f %7lld\n",
+                  protocol.name, c, rate(result),
+                  Percentile(result.latencies_us, 0.5),
                   Percentile(result.latencies_us, 0.9),
                   Percentile(result.latencies_us, 0.99),
                   static_cast<long long>(result.errors));
     }
-    std::printf("ratio ModelInfer/Predict throughput at c=%d: %.3f\n", c,
-                m_rate / p_rate);
+    for (size_t i = 1; i < protocols.size(); ++i) {
+      std::printf("ratio %s/Predict throughput at c=%d: %.3f\n",
+                  protocols[i].name, c,
+                  rate(protocols[i].result) / rate(protocols[0].result));
+    }
   }
   return 0;
 }
