@@ -126,10 +126,25 @@ int main(int argc, char** argv) {
   predict.mutable_input()->add_shape(rows);
   predict.mutable_input()->add_shape(features);
   predict.mutable_input()->set_raw(raw);
+  // The Open Inference Protocol names the input tensor: ask the server.
+  std::string input_name;
+  {
+    grpc::ClientContext context;
+    inference::ModelMetadataRequest request;
+    request.set_name(model);
+    inference::ModelMetadataResponse metadata;
+    if (!oip_stub->ModelMetadata(&context, request, &metadata).ok() ||
+        metadata.inputs_size() != 1) {
+      std::fprintf(stderr, "error: no metadata for model '%s'\n",
+                   model.c_str());
+      return 1;
+    }
+    input_name = metadata.inputs(0).name();
+  }
   inference::ModelInferRequest infer;
   infer.set_model_name(model);
   auto* input = infer.add_inputs();
-  input->set_name("input");
+  input->set_name(input_name);
   input->set_datatype("FP32");
   input->add_shape(rows);
   input->add_shape(features);
@@ -137,7 +152,7 @@ int main(int argc, char** argv) {
 
   const std::string rest_body = nlohmann::json{
       {"inputs",
-       {{{"name", "input"},
+       {{{"name", input_name},
          {"shape", {rows, features}},
          {"datatype", "FP32"},
          {"data", x}}}}}.dump();

@@ -188,7 +188,8 @@ absl::Status InferenceService::StartPredict(
   const engine::ModelInfo& info = (*served)->model->info();
   InputExpectation expected{.features = info.input_size,
                             .max_batch_rows = options_.max_batch_rows,
-                            .description = (*served)->input_description};
+                            .description = (*served)->input_description,
+                            .name = {}};  // nnserve.v1 does not name it.
   auto input = DecodeInput(request.input(), expected);
   if (!input.ok()) return input.status();
   const int64_t rows = input->rows();

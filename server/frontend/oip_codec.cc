@@ -81,6 +81,11 @@ absl::StatusOr<OipInput> DecodeOipInput(
   }
   const inference::ModelInferRequest::InferInputTensor& tensor =
       request.inputs(0);
+  if (!expected.name.empty() && tensor.name() != expected.name) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request's input tensor is named '", Clip(tensor.name()),
+        "'; expected '", Sv(expected.name), "' for ", Sv(what)));
+  }
   absl::StatusOr<DatatypeInfo> type = LookUpDatatype(tensor.datatype(), what);
   if (!type.ok()) return type.status();
 

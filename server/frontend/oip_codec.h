@@ -4,7 +4,8 @@
 // tensors (FP32, or the classification extension's BYTES) into a
 // ModelInferResponse in the request's encoding.
 //
-// Input contract: exactly one input tensor, shape [batch, features] or
+// Input contract: exactly one input tensor, named as the model's input
+// (when the expectation names it), shape [batch, features] or
 // [features] (a batch of one); datatype FP32 (fp32_contents or raw), FP64
 // (fp64_contents or raw) or FP16/BF16 (raw only, as the standard says), all
 // converted to float32; raw data is little-endian, row-major, and then

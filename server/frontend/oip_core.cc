@@ -134,7 +134,8 @@ absl::Status OipCore::StartInfer(const inference::ModelInferRequest& request,
   const engine::ModelInfo& info = (*served)->model->info();
   InputExpectation expected{.features = info.input_size,
                             .max_batch_rows = options_.max_batch_rows,
-                            .description = (*served)->input_description};
+                            .description = (*served)->input_description,
+                            .name = info.input_name};
   auto input = DecodeOipInput(request, expected);
   if (!input.ok()) return input.status();
   auto outputs = ResolveRequestedOutputs(request, info);

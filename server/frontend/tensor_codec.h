@@ -37,6 +37,9 @@ struct InputExpectation {
   // Names the target in messages, e.g. "model 'digits' version 1 input
   // 'pixels'". Not owned: must outlive the DecodeInput call.
   std::string_view description;
+  // The input's name, for protocols whose requests name their tensors (the
+  // Open Inference Protocol); empty: not checked. Not owned.
+  std::string_view name;
 };
 
 // A validated [rows, features] float matrix.

@@ -141,14 +141,14 @@ TEST_F(HandlerExceptionsTest, AllocationFailureInPredictIsThatCallsError) {
 
 TEST_F(HandlerExceptionsTest, AllocationFailureInModelInferIsThatCallsError) {
   auto owned = std::make_unique<OipInferenceService>(
-      stack_.registry(), stack_.scheduler(), ServiceOptions{},
-      "test");
+      stack_.registry(), stack_.scheduler(), ServiceOptions{}, "test");
   OipInferenceService* service = owned.get();
   auto stub =
       inference::GRPCInferenceService::NewStub(stack_.Serve(std::move(owned)));
   inference::ModelInferRequest request;
   request.set_model_name("wide_out");
   auto* input = request.add_inputs();
+  input->set_name("x");  // tests/util/model_builder's input name.
   input->set_datatype("FP32");
   input->add_shape(1);
   input->add_shape(1);

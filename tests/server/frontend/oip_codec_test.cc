@@ -19,8 +19,10 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr InputExpectation kExpect{
-    .features = 3, .max_batch_rows = 4, .description = "model 'm' version 1"};
+constexpr InputExpectation kExpect{.features = 3,
+                                   .max_batch_rows = 4,
+                                   .description = "model 'm' version 1",
+                                   .name = "x"};
 
 // Values exactly representable in every accepted datatype.
 const std::vector<float> kValues = {0.5f, -2.0f, 1.25f, 3.0f, 0.0f, -0.75f};
@@ -109,6 +111,11 @@ TEST(OipDecodeTest, MalformedInputsAreInvalidArgument) {
                 "FP16 input data must be sent in "
                 "raw_input_contents");
   ExpectInvalid(Request("FP32", {1, 4}), "has 4 features; expected 3");
+  auto misnamed = Request("FP32", {1, 3});
+  misnamed.mutable_inputs(0)->set_name("pixels");
+  ExpectInvalid(misnamed,
+                "the request's input tensor is named 'pixels'; expected 'x' "
+                "for model 'm' version 1");
   ExpectInvalid(Request("FP32", {1, 1, 3}), "has rank 3");
   ExpectInvalid(Request("FP32", {0, 3}), "has batch 0");
   ExpectInvalid(Request("FP32", {5, 3}), "over the server's limit of 4 rows");

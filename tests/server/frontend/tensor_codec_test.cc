@@ -20,7 +20,8 @@ using ::testing::HasSubstr;
 InputExpectation Expect(int64_t features, int64_t max_rows = 16) {
   return InputExpectation{.features = features,
                           .max_batch_rows = max_rows,
-                          .description = "model 'm' version 1 input 'x'"};
+                          .description = "model 'm' version 1 input 'x'",
+                          .name = {}};
 }
 
 v1::Tensor ValuesTensor(std::vector<int64_t> shape, std::vector<float> v) {

@@ -163,6 +163,7 @@ TEST_F(OipIntegrationTest, HiddenLayersClassificationAndErrors) {
   inference::ModelInferRequest request;
   request.set_model_name("oip");
   auto* input = request.add_inputs();
+  input->set_name(model_->config.input().name());
   input->set_datatype("FP32");
   input->add_shape(rows);
   input->add_shape(kInputs);
@@ -202,6 +203,17 @@ TEST_F(OipIntegrationTest, HiddenLayersClassificationAndErrors) {
                              absl::StrCat(":", best, ":", labels[best])));
   }
   EXPECT_EQ(at, raw.size());
+
+  // The input tensor must carry the model's input name.
+  request.mutable_inputs(0)->set_name("wrong");
+  {
+    grpc::ClientContext context;
+    grpc::Status status = stub_->ModelInfer(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(),
+                ::testing::HasSubstr("named 'wrong'; expected '" +
+                                     model_->config.input().name() + "'"));
+  }
 
   request.set_model_name("missing");
   grpc::ClientContext context;
