@@ -169,26 +169,41 @@ void AppendBytes(T value, std::string* out) {
 }
 
 // `values` as the little-endian bytes of `datatype` (FP32, FP64, FP16 or
-// BF16).
-void EncodeNumbers(std::string_view datatype, const std::vector<double>& values,
-                   std::string* out) {
-  if (datatype == "FP32") {
-    out->reserve(values.size() * 4);
-    for (double v : values) AppendBytes(static_cast<float>(v), out);
-  } else if (datatype == "FP64") {
+// BF16), or INVALID_ARGUMENT for a finite value beyond the datatype's range
+// (it would arrive as infinity).
+absl::Status EncodeNumbers(std::string_view path, std::string_view datatype,
+                           const std::vector<double>& values,
+                           std::string* out) {
+  const auto beyond = [&](size_t i, std::string_view largest) {
+    return Invalid(
+        path, absl::StrCat("element ", i, " is ", values[i], ", beyond the ",
+                           Sv(datatype), " range (largest finite ", Sv(largest),
+                           ")"));
+  };
+  if (datatype == "FP64") {
     out->reserve(values.size() * 8);
     for (double v : values) AppendBytes(v, out);
-  } else if (datatype == "FP16") {
-    out->reserve(values.size() * 2);
-    for (double v : values) {
-      AppendBytes(formats::FloatToHalfBits(static_cast<float>(v)), out);
-    }
-  } else {
-    out->reserve(values.size() * 2);
-    for (double v : values) {
-      AppendBytes(formats::FloatToBf16Bits(static_cast<float>(v)), out);
+    return absl::OkStatus();
+  }
+  out->reserve(values.size() * (datatype == "FP32" ? 4 : 2));
+  for (size_t i = 0; i < values.size(); ++i) {
+    const float v = static_cast<float>(values[i]);
+    if (datatype == "FP32") {
+      if (std::isinf(v)) return beyond(i, "3.4028235e38");
+      AppendBytes(v, out);
+    } else if (datatype == "FP16") {
+      const uint16_t bits = formats::FloatToHalfBits(v);
+      if (std::isinf(formats::HalfToFloat(bits))) return beyond(i, "65504");
+      AppendBytes(bits, out);
+    } else {
+      const uint16_t bits = formats::FloatToBf16Bits(v);
+      if (std::isinf(formats::Bf16ToFloat(bits))) {
+        return beyond(i, "3.3895314e38");
+      }
+      AppendBytes(bits, out);
     }
   }
+  return absl::OkStatus();
 }
 
 // Parameters the server does not act on are accepted and ignored, as the
@@ -292,8 +307,7 @@ absl::Status ReadInput(const json& input, const std::string& path,
   absl::Status read =
       DataReader(absl::StrCat(path, ".data"), dims, &values).Read(*data);
   if (!read.ok()) return read;
-  EncodeNumbers(*datatype, values, raw);
-  return absl::OkStatus();
+  return EncodeNumbers(absl::StrCat(path, ".data"), *datatype, values, raw);
 }
 
 absl::Status ReadOutput(const json& output, const std::string& path,

@@ -167,6 +167,13 @@ TEST(OipJsonRequestTest, ErrorsNameThePathAndWhatWasExpected) {
                           {"classification": "3"}}]})"),
               HasSubstr("outputs[0].parameters.classification is \"3\"; "
                         "expected an integer"));
+  EXPECT_THAT(message(R"({"inputs": [{"name": "x", "shape": [2],
+                          "datatype": "FP16", "data": [1, 70000]}]})"),
+              HasSubstr("inputs[0].data element 1 is 70000, beyond the FP16 "
+                        "range (largest finite 65504)"));
+  EXPECT_THAT(message(R"({"inputs": [{"name": "x", "shape": [1],
+                          "datatype": "FP32", "data": [1e39]}]})"),
+              HasSubstr("element 0 is 1e+39, beyond the FP32 range"));
   EXPECT_THAT(message(R"({"id": 7, "inputs": []})"),
               HasSubstr("the request.id is a number; expected a string"));
 }
