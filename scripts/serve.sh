@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and serves the example models:
-# gRPC on :50051, Prometheus metrics on :9464.
+# gRPC on :50051 (nnserve.v1 and the Open Inference Protocol), REST (the
+# Open Inference Protocol's HTTP/JSON binding) on :8000, Prometheus metrics
+# on :9464.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
