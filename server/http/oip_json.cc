@@ -42,6 +42,18 @@ std::string TypeOf(const json& value) {
   return absl::StrCat("a ", value.type_name());
 }
 
+// `value` for messages: a scalar as written (clipped), an array or object
+// by its type only (dumping one recurses once per nesting level, and a body
+// nested deep enough overflows the stack).
+std::string Describe(const json& value) {
+  if (value.is_structured()) return TypeOf(value);
+  return Clip(value.dump());
+}
+
+// The most dimensions a shape may have. Nested data is read recursively, a
+// level per dimension, so this bounds the stack a request can take.
+constexpr size_t kMaxRank = 32;
+
 // `object[key]` as a string; absent -> `fallback` when given, else an error.
 absl::StatusOr<std::string> StringField(const json& object,
                                         std::string_view path, const char* key,
@@ -256,12 +268,17 @@ absl::Status ReadInput(const json& input, const std::string& path,
                        : absl::StrCat("is ", TypeOf(*shape),
                                       "; expected an array of integers"));
   }
+  if (shape->size() > kMaxRank) {
+    return Invalid(absl::StrCat(path, ".shape"),
+                   absl::StrCat("has ", shape->size(),
+                                " dimensions; expected at most ", kMaxRank));
+  }
   for (size_t d = 0; d < shape->size(); ++d) {
     const json& dim = (*shape)[d];
     if (!dim.is_number_integer() || dim.get<int64_t>() < 0) {
-      return Invalid(
-          absl::StrCat(path, ".shape[", d, "]"),
-          absl::StrCat("is ", dim.dump(), "; expected a non-negative integer"));
+      return Invalid(absl::StrCat(path, ".shape[", d, "]"),
+                     absl::StrCat("is ", Describe(dim),
+                                  "; expected a non-negative integer"));
     }
     tensor->add_shape(dim.get<int64_t>());
   }
@@ -272,7 +289,7 @@ absl::Status ReadInput(const json& input, const std::string& path,
   if (binary_size != (*parameters)->end()) {
     if (!binary_size->is_number_unsigned()) {
       return Invalid(absl::StrCat(path, ".parameters.binary_data_size"),
-                     absl::StrCat("is ", binary_size->dump(),
+                     absl::StrCat("is ", Describe(*binary_size),
                                   "; expected a non-negative integer"));
     }
     const uint64_t size = binary_size->get<uint64_t>();
@@ -326,8 +343,9 @@ absl::Status ReadOutput(const json& output, const std::string& path,
   auto k = (*parameters)->find("classification");
   if (k != (*parameters)->end()) {
     if (!k->is_number_integer()) {
-      return Invalid(absl::StrCat(path, ".parameters.classification"),
-                     absl::StrCat("is ", k->dump(), "; expected an integer"));
+      return Invalid(
+          absl::StrCat(path, ".parameters.classification"),
+          absl::StrCat("is ", Describe(*k), "; expected an integer"));
     }
     (*requested->mutable_parameters())["classification"].set_int64_param(
         k->get<int64_t>());

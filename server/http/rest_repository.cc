@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/str_util.h"
 #include "nlohmann/json.hpp"
 
 namespace nnserve::server {
@@ -29,8 +30,12 @@ absl::StatusOr<bool> ParseRepositoryIndexRequest(std::string_view body) {
   auto ready = root.find("ready");
   if (ready == root.end()) return false;
   if (!ready->is_boolean()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"ready\" is ", ready->dump(), "; expected a boolean"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"ready\" is ",
+        // Not dumped: that recurses once per nesting level.
+        ready->is_structured() ? absl::StrCat("an ", ready->type_name())
+                               : Clip(ready->dump()),
+        "; expected a boolean"));
   }
   return ready->get<bool>();
 }

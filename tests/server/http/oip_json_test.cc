@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -176,6 +177,32 @@ TEST(OipJsonRequestTest, ErrorsNameThePathAndWhatWasExpected) {
               HasSubstr("element 0 is 1e+39, beyond the FP32 range"));
   EXPECT_THAT(message(R"({"id": 7, "inputs": []})"),
               HasSubstr("the request.id is a number; expected a string"));
+}
+
+// Found by reading tests/fuzz/rest_json_fuzzer.cc's error paths: data
+// nested to match a shape of thousands of dimensions recursed once per
+// dimension (a 28 KB body crashed the server at 6 626 levels), and a shape
+// element nested a million deep was dumped into the message recursively.
+TEST(OipJsonRequestTest, DeepNestingIsRefusedWithoutRecursing) {
+  constexpr int kDepth = 1'000'000;
+  std::string ones;
+  for (int i = 0; i < kDepth; ++i) ones += i == 0 ? "1" : ",1";
+  auto deep_data = Parse(absl::StrCat(
+      R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [)", ones,
+      R"(], "data": )", std::string(kDepth, '['), "1", std::string(kDepth, ']'),
+      "}]}"));
+  ASSERT_FALSE(deep_data.ok());
+  EXPECT_THAT(deep_data.status().message(),
+              HasSubstr("inputs[0].shape has 1000000 dimensions; expected at "
+                        "most 32"));
+  auto deep_dim = Parse(absl::StrCat(
+      R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, )",
+      std::string(kDepth, '['), std::string(kDepth, ']'), "]}]}"));
+  ASSERT_FALSE(deep_dim.ok());
+  EXPECT_THAT(deep_dim.status().message(),
+              HasSubstr("inputs[0].shape[1] is an array; expected a "
+                        "non-negative integer"));
+  EXPECT_LT(deep_dim.status().message().size(), 200u);
 }
 
 inference::ModelInferResponse ResponseWithRawOutputs() {
