@@ -228,3 +228,75 @@ write("request", "huge_dims", request(tensor((1 << 62, 4), raw=f4(1, 2, 3, 4))))
 write("request", "rank3", request(tensor((1, 1, 4), values=(1, 2, 3, 4))))
 write("request", "raw_short", request(tensor((2, 4), raw=f4(1, 2, 3))))
 write("request", "empty", b"")
+
+
+# ---- rest_json (2-byte little-endian json_size, then the infer body) ----
+def rest(body, binary=b""):
+    """0xFFFF (all JSON) unless binary tensor data follows the JSON."""
+    body = body.encode() if isinstance(body, str) else body
+    split = len(body) if binary else 0xFFFF
+    return struct.pack("<H", split) + body + binary
+
+
+def rest_input(name, shape, datatype, data=None, binary_size=None):
+    tensor = {"name": name, "shape": shape, "datatype": datatype}
+    if data is not None:
+        tensor["data"] = data
+    if binary_size is not None:
+        tensor["parameters"] = {"binary_data_size": binary_size}
+    return tensor
+
+
+def infer(inputs, **extra):
+    return json.dumps(dict(inputs=inputs, **extra), separators=(",", ":"))
+
+
+write("rest_json", "fp32_flat", rest(infer(
+    [rest_input("x", [2, 3], "FP32", [1, 2.5, -3, 0.1, 1e-45, 3.4028235e38])],
+    id="r1")))
+write("rest_json", "fp32_nested", rest(infer(
+    [rest_input("x", [2, 3], "FP32", [[1, 2, 3], [4, 5, 6]])])))
+write("rest_json", "fp64_flat", rest(infer(
+    [rest_input("x", [3], "FP64", [1e300, -0.0, 5e-324])])))
+write("rest_json", "fp16_nested", rest(infer(
+    [rest_input("x", [1, 2, 2], "FP16", [[[65504, 1e-8], [65520, -0.5]]])])))
+write("rest_json", "bf16_flat", rest(infer(
+    [rest_input("x", [1, 3], "BF16", [1.00390625, -3e38, 7])])))
+write("rest_json", "scalar_and_empty", rest(infer(
+    [rest_input("s", [], "FP32", [5]), rest_input("e", [0, 3], "FP32", [])])))
+write("rest_json", "int32_no_data", rest(infer(
+    [rest_input("x", [2], "INT32", [1, 2])])))
+write("rest_json", "unicode_id_outputs", rest(infer(
+    [rest_input("x", [1, 2], "FP32", [[0.5, 0.25]])],
+    id="\u00e9\U0001F600\\\"\n", parameters={"priority": 1},
+    outputs=[{"name": "digit", "parameters": {"classification": 3}},
+             {"name": "hidden", "parameters": {"binary_data": True}}])))
+write("rest_json", "binary_fp32", rest(infer(
+    [rest_input("x", [2], "FP32", binary_size=8)],
+    parameters={"binary_data_output": True}), f4(1.5, float("nan"))))
+write("rest_json", "binary_mixed", rest(infer(
+    [rest_input("a", [1, 2], "FP16", binary_size=4),
+     rest_input("b", [2], "FP32", [float(1), float(2)]),
+     rest_input("c", [1], "BYTES", binary_size=7)],
+    outputs=[{"name": "a", "parameters": {"binary_data": True}}, {"name": "b"}]),
+    struct.pack("<2H", 0x3C00, 0x7C00) + struct.pack("<I", 3) + b"abc"))
+write("rest_json", "binary_too_short", rest(infer(
+    [rest_input("x", [2], "FP32", binary_size=16)]), f4(1, 2)))
+write("rest_json", "binary_unclaimed", rest(infer(
+    [rest_input("x", [1], "FP32", [1])]), f4(1)))
+write("rest_json", "binary_and_data", rest(infer(
+    [rest_input("x", [1], "FP32", [1], binary_size=4)]), f4(1)))
+write("rest_json", "shape_mismatch", rest(infer(
+    [rest_input("x", [2, 2], "FP32", [[1, 2], [3]]),
+     rest_input("y", [1, -2], "FP32", [1])])))
+write("rest_json", "wrong_types", rest(
+    '{"id":7,"inputs":[{"name":"x","shape":[1],"datatype":"FP32",'
+    '"data":["1"]}],"outputs":[{"name":"y","parameters":'
+    '{"classification":"3","binary_data":1}}]}'))
+write("rest_json", "huge_values", rest(
+    '{"inputs":[{"name":"x","shape":[3],"datatype":"FP32",'
+    '"data":[1e39,-1e300,18446744073709551615]}]}'))
+write("rest_json", "truncated", rest('{"inputs":[{"name":"x","shape":[1'))
+write("rest_json", "route_infer", "/v2/models/digits/versions/1/infer/")
+write("rest_json", "route_load", "/v2/repository/models/m/load")
+write("rest_json", "repository_index", '{"ready": true}')
