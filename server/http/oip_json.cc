@@ -368,7 +368,7 @@ absl::StatusOr<HttpInferRequest> ParseInferRequestJson(
     root = json::parse(body.substr(0, json_size));
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the request body is not valid JSON: ", e.what(),
+        "the request body is not valid JSON: ", Clip(e.what(), 240),
         "; expected an inference request object {\"inputs\": [...]}"));
   }
   if (!root.is_object()) {

@@ -18,9 +18,9 @@ absl::StatusOr<bool> ParseRepositoryIndexRequest(std::string_view body) {
   try {
     root = nlohmann::json::parse(body);
   } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the index request body is not valid JSON: ", e.what(),
-                     "; expected nothing or {\"ready\": true|false}"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the index request body is not valid JSON: ", Clip(e.what(), 240),
+        "; expected nothing or {\"ready\": true|false}"));
   }
   if (!root.is_object()) {
     return absl::InvalidArgumentError(

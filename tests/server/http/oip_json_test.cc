@@ -136,6 +136,8 @@ TEST(OipJsonRequestTest, ErrorsNameThePathAndWhatWasExpected) {
     return std::string(parsed.status().message());
   };
   EXPECT_THAT(message("{\"inputs\": ["), HasSubstr("not valid JSON"));
+  // The parser's message quotes the token it choked on: clipped.
+  EXPECT_LT(message("{\"id\": \"" + std::string(100000, 'a')).size(), 600u);
   EXPECT_THAT(message("[1, 2]"), HasSubstr("is an array; expected an object"));
   EXPECT_THAT(message("{}"), HasSubstr("\"inputs\" is missing"));
   EXPECT_THAT(message(R"({"inputs": {}})"),
