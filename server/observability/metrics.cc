@@ -156,9 +156,8 @@ ServerMetrics::ServerMetrics(std::string_view build_version)
 }
 
 RequestMetrics* ServerMetrics::ForModel(std::string_view model) {
-  return CreateRequestMetrics(
-      model, {Method::kPredict, Method::kModelInfo, Method::kModelInfer,
-              Method::kRestInfer});
+  return CreateRequestMetrics(model, {Method::kPredict, Method::kModelInfo,
+                                      Method::kModelInfer, Method::kRestInfer});
 }
 
 RequestMetrics* ServerMetrics::CreateRequestMetrics(

@@ -6,10 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -79,8 +79,8 @@ std::string MakeTempDir() {
       absl::StrCat(base != nullptr ? base : "/tmp", "/nnserve-client-XXXXXX");
   // Never a shared directory instead: callers remove what they get.
   if (mkdtemp(pattern.data()) == nullptr) {
-    throw std::runtime_error(absl::StrCat("mkdtemp(", pattern,
-                                          ") failed: ", strerror(errno)));
+    throw std::runtime_error(
+        absl::StrCat("mkdtemp(", pattern, ") failed: ", strerror(errno)));
   }
   return pattern;
 }
