@@ -22,6 +22,7 @@
 #include "engine/model.h"
 #include "gtest/gtest.h"
 #include "tests/util/model_builder.h"
+#include "tests/util/sanitizers.h"
 
 namespace nnserve::engine {
 namespace {
@@ -32,17 +33,8 @@ using ::nnserve::testing::RandomModel;
 
 // Address and thread sanitizers reserve terabytes of shadow memory, which
 // an address-space cap cannot leave room for.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitizer = true;
-#else
-constexpr bool kSanitizer = false;
-#endif
-#else
-constexpr bool kSanitizer = false;
-#endif
+constexpr bool kSanitizer = ::nnserve::testing::kAddressSanitizer ||
+                            ::nnserve::testing::kThreadSanitizer;
 
 // VmSize of this process in bytes (0 if unreadable).
 long long MappedBytes() {
